@@ -1,0 +1,48 @@
+# civicshare: `make demo` and `make test` are all a fresh Debian machine needs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: all install demo test bench lint postgres docs clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/civicshare demo
+
+# PostgreSQL backs half of the storage tests. Start it if it is installed but down; install it if absent.
+postgres:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  if [ ! -d /etc/postgresql ] || [ -z "$$(ls /etc/postgresql 2>/dev/null)" ]; then \
+	    apt-get update && apt-get install -y postgresql; \
+	  fi; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start || true; \
+	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@pg_isready -h 127.0.0.1 -p 5432 || echo "PostgreSQL is not reachable; its tests will be skipped (or fail under CI=true)."
+
+test: install postgres
+	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q
+
+bench: install postgres
+	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) benchmarks/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src/civicshare
+
+docs: install
+	$(PY) scripts/cli_reference.py > docs/cli.md
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,3 @@
+"""civicshare: share citizen records and documents between public-sector organisations."""
+
+__version__ = "0.1.0"

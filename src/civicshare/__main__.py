@@ -1,0 +1,3 @@
+from civicshare.cli import main
+
+main()

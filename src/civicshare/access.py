@@ -1,0 +1,71 @@
+"""Who may do what: roles, permissions and the acting identity every use case receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from civicshare.errors import PermissionDenied, UsageError
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    DPO = "dpo"
+    RECORDS_MANAGER = "records_manager"
+    CASEWORKER = "caseworker"
+
+
+class Permission(StrEnum):
+    HOLDINGS_READ = "holdings.read"
+    HOLDINGS_IMPORT = "holdings.import"
+    HOLDINGS_EXPORT = "holdings.export"
+    HOLDINGS_SHRED = "holdings.shred"
+    KEYS_READ = "keys.read"
+    KEYS_ROTATE = "keys.rotate"
+    KEYS_EXPORT = "keys.export"
+    USERS_MANAGE = "users.manage"
+
+
+_ALL = frozenset(Permission)
+_WORK = frozenset({Permission.HOLDINGS_READ, Permission.HOLDINGS_IMPORT, Permission.HOLDINGS_EXPORT})
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: _ALL,
+    # A data protection officer answers erasure requests and oversees key custody.
+    Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ},
+    Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ},
+    Role.CASEWORKER: _WORK,
+}
+
+ROLE_WORDS = {
+    Role.ADMIN: "an administrator",
+    Role.DPO: "a data protection officer",
+    Role.RECORDS_MANAGER: "a records manager",
+    Role.CASEWORKER: "a caseworker",
+}
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise UsageError(f"Unknown role {value!r}: choose one of {choices}.") from None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person or process a use case runs for. Every query is scoped to ``org_id``."""
+
+    org_id: str
+    name: str
+    role: Role
+
+    @classmethod
+    def operator(cls, org_id: str, name: str = "operator") -> Actor:
+        """The node operator at the command line: whoever can read the node home administers it."""
+        return cls(org_id=org_id, name=f"cli:{name}", role=Role.ADMIN)
+
+    def require(self, permission: Permission, doing: str) -> None:
+        if permission not in ROLE_PERMISSIONS[self.role]:
+            raise PermissionDenied(f"{self.name} is {ROLE_WORDS[self.role]} and may not {doing}.")

@@ -1,0 +1,98 @@
+"""The ``civicshare`` command. Names, options and ``--json`` fields are stable once released."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from civicshare import __version__
+from civicshare.cli import holdings as holdings_cmds
+from civicshare.cli import keys as keys_cmds
+from civicshare.cli import org as org_cmds
+from civicshare.cli.context import STATE, err, out, print_json
+from civicshare.errors import CivicshareError
+
+app = typer.Typer(
+    name="civicshare",
+    help="civicshare: hold and share citizen records and documents without losing or exposing them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(org_cmds.org_app, name="org")
+app.add_typer(keys_cmds.keys_app, name="keys")
+app.add_typer(org_cmds.user_app, name="user")
+app.add_typer(holdings_cmds.holdings_app, name="holdings")
+org_cmds.register(app)
+holdings_cmds.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"civicshare {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    home: Annotated[Path | None, typer.Option("--home", envvar="CIVICSHARE_HOME",
+                                              help="The node home folder (or set CIVICSHARE_HOME).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    STATE.home = home
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Run the API (and later the web interface and delivery worker) until stopped."""
+    from civicshare.api.server import serve as run
+
+    with STATE.node() as node:
+        # Unlock every keystore now, so a wrong passphrase fails at start rather than on first request.
+        for org in node.organisations():
+            node.keystore(org.id)
+        err.print(f"civicshare {__version__} serving on http://{host}:{port} (Ctrl-C to stop)")
+        run(node, host=host, port=port)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="How many synthetic residents to generate.")] = 10_000,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the scripted scenario on a throwaway home: two councils, a dataset, a document, keys."""
+    from civicshare.demo import run_demo
+
+    summary = run_demo(rows=rows, say=None if json_out else (lambda line: out.print(line)))
+    if json_out:
+        print_json(summary)
+
+
+def main() -> None:
+    """Entry point: no tracebacks for users, exit 1 for refusals, 2 for usage errors."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("civicshare: stopped.")
+        sys.exit(1)
+    except typer.TyperException as exc:
+        # Click's own usage errors (Typer vendors click): its usual message, exit code 2.
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except CivicshareError as exc:
+        err.print(f"civicshare: {exc.one_line()}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("civicshare: interrupted.")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        err.print(f"civicshare: internal error ({type(exc).__name__}): {exc}", markup=False)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,106 @@
+"""``init``, ``org`` and ``user`` commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from civicshare.access import parse_role
+from civicshare.cli.context import STATE, err, new_passphrase, out, print_json, print_table
+from civicshare.node import Node
+
+org_app = typer.Typer(help="Organisations hosted on this node.", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
+
+OrgOpt = Annotated[str | None, typer.Option("--org", help="Organisation id (may be left out if the node hosts one).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+
+
+def init(
+    org: Annotated[str, typer.Option("--org", help="Id of the organisation, e.g. north-wold-dc.")],
+    name: Annotated[str, typer.Option("--name", help="Its name, e.g. 'North Wold District Council'.")],
+    url: Annotated[str | None, typer.Option("--url", help="The public URL partners will reach this node at.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL; SQLite in the home if left out.")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a new node home hosting ORG, with its database, blob store and keys."""
+    home = STATE.home_path()
+    node = Node.init(home, org, name, url=url, db_url=db, passphrase=new_passphrase)
+    with node:
+        records = node.keys.list(org)
+        if json_out:
+            print_json({"home": str(node.layout.home), "organisation": node.organisation(org).to_json(),
+                        "database": node.db.backend, "keys": [k.to_json() for k in records]})
+            return
+        out.print(f"Created node home {node.layout.home} for {name} ({org}), database: {node.db.backend}.")
+        for key in records:
+            out.print(f"  {key.purpose:<9} key {key.id}  {key.algorithm}  held in {key.location}")
+
+
+@org_app.command("add")
+def org_add(
+    org: Annotated[str, typer.Option("--org", help="Id of the new organisation.")],
+    name: Annotated[str, typer.Option("--name", help="Its name.")],
+    url: Annotated[str | None, typer.Option("--url")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Host another organisation on this node, with keys of its own."""
+    with STATE.node() as node:
+        created = node.add_organisation(org, name, url=url)
+        if json_out:
+            print_json(created.to_json())
+        else:
+            out.print(f"Added {created.name} ({created.id}) with its own signing key, age identity and KEK.")
+
+
+@org_app.command("list")
+def org_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The organisations this node hosts."""
+    with STATE.node() as node:
+        orgs = node.organisations()
+        if json_out:
+            print_json([o.to_json() for o in orgs])
+        else:
+            print_table("Organisations", ["id", "name", "url", "created"],
+                        [[o.id, o.name, o.url, o.to_json()["created"]] for o in orgs])
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The user's name or login.")],
+    role: Annotated[str, typer.Option("--role", help="admin, dpo, records_manager or caseworker.")],
+    org: OrgOpt = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="Read a password for the web interface from stdin.")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Add a user and print their API token. The token is shown once and cannot be recovered."""
+    parsed = parse_role(role)
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    with STATE.node() as node:
+        user, token = node.add_user(node.resolve_org(org), name, parsed, password)
+        if json_out:
+            print_json({"id": user.id, "organisation": user.org_id, "name": user.name,
+                        "role": user.role.value, "token": token})
+            return
+        err.print(f"Added {user.name} ({user.role.value}) to {user.org_id}. Their API token, shown only once:")
+        out.print(token, markup=False)
+
+
+@user_app.command("list")
+def user_list(org: OrgOpt = None, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The users of an organisation."""
+    with STATE.node() as node:
+        users = node.users.list(node.resolve_org(org))
+        if json_out:
+            print_json([{"id": u.id, "organisation": u.org_id, "name": u.name, "role": u.role.value}
+                        for u in users])
+        else:
+            print_table("Users", ["id", "name", "role"], [[u.id, u.name, u.role.value] for u in users])
+
+

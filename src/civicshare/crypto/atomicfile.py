@@ -1,0 +1,79 @@
+"""Crash-safe file replacement and inter-process locks for key files.
+
+``atomic_write`` writes a private (0600) temporary file in the same directory, fsyncs it, moves it
+into place with ``os.replace`` and fsyncs the directory: after a crash the path holds either the old
+contents or the new, never a mixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from civicshare.errors import Conflict
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_private(path: Path, *, exclusive: bool = False) -> int:
+    """Open ``path`` for writing with mode 0600 (truncating, or failing if it exists when exclusive)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    flags |= os.O_EXCL if exclusive else os.O_TRUNC
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    os.fchmod(fd, PRIVATE_FILE_MODE)  # the file may have existed with another mode
+    return fd
+
+
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and durably; the file is mode 0600.
+
+    With ``overwrite=False`` an existing ``path`` raises ``Conflict`` and is left untouched (the new
+    file is linked into place, which fails rather than replaces).
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = open_private(tmp, exclusive=True)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise Conflict(f"{path} already exists; it was not overwritten.") from None
+            os.unlink(tmp)
+        fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (a 0600 lock file, created if need be)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

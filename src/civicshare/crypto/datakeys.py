@@ -1,0 +1,201 @@
+"""Per-holding data keys, and sealing documents at rest with age.
+
+Every holding has its own data key, wrapped by the organisation's KEK (``Keystore.wrap``) and stored
+beside the holding; destroying the wrapped key shreds the holding.
+
+* A dataset's key is 32 random bytes: the AES-256 key for encrypted Parquet (``new_table_key``).
+* A document's key is an age X25519 identity, as ASCII bytes (``new_document_key``). The document
+  is age v1 encrypted to that identity's recipient, so with the identity exported, the standard
+  ``age`` tool opens it.
+
+Sealing and opening stream in constant memory. Output first goes to ``<dest>.partial`` and is
+moved into place only on success; on any failure the partial file is removed. That matters most for
+opening: age authenticates chunk by chunk, so when a later chunk turns out to be damaged, earlier
+plaintext has already been written -- it must never be left behind looking like a complete file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import pyrage
+
+from civicshare.crypto.atomicfile import fsync_dir, open_private
+from civicshare.crypto.randomness import Rng, random_bytes
+from civicshare.errors import Conflict, IntegrityError, NotFound, UsageError
+
+TABLE_KEY_BYTES = 32
+FINGERPRINT_HEX_CHARS = 32  # 128 bits of SHA-256
+
+
+def new_table_key(rng: Rng = os.urandom) -> bytes:
+    """A fresh AES-256 key for one encrypted Parquet holding."""
+    return random_bytes(rng, TABLE_KEY_BYTES)
+
+
+def new_document_key() -> bytes:
+    """A fresh age identity (``AGE-SECRET-KEY-1...``) as ASCII bytes, for one document."""
+    return str(pyrage.x25519.Identity.generate()).encode("ascii")
+
+
+def _identity(document_key: bytes) -> pyrage.x25519.Identity:
+    if not isinstance(document_key, bytes):
+        raise UsageError("A document key must be bytes.")
+    try:
+        return pyrage.x25519.Identity.from_str(document_key.decode("ascii"))
+    except (UnicodeDecodeError, pyrage.IdentityError):
+        raise UsageError("This is not a document key (an age X25519 identity).") from None
+
+
+def document_recipient(document_key: bytes) -> str:
+    """The age recipient (``age1...``) a document key opens."""
+    return str(_identity(document_key).to_public())
+
+
+def fingerprint(public: bytes) -> str:
+    """A short, stable name for a public key (first 128 bits of SHA-256, hex) for the key register."""
+    if not isinstance(public, bytes):
+        raise UsageError("A fingerprint is taken of the public key's bytes.")
+    return hashlib.sha256(public).hexdigest()[:FINGERPRINT_HEX_CHARS]
+
+
+class _CountingReader:
+    """Feeds age from the caller's stream, counting bytes and recording the stream's own failures."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        self._src = src
+        self.count = 0
+        self.failure: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._src.read(n)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        self.count += len(data)
+        return data
+
+
+class _Sink:
+    """Takes age's output, recording the destination's own failures (so a full disk is not reported
+    as a tampered document)."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self._write = write
+        self.failure: BaseException | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._write(data)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        return len(data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _partial(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".partial")
+
+
+def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], None]) -> None:
+    """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``; clean up on failure."""
+    if not overwrite and dest.exists():
+        raise Conflict(f"{dest} already exists; it was not overwritten.")
+    partial = _partial(dest)
+    fd = open_private(partial)
+    try:
+        try:
+            produce(_Sink(functools.partial(_write_all, fd)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(partial, dest)
+        else:
+            try:
+                os.link(partial, dest)
+            except FileExistsError:
+                raise Conflict(f"{dest} already exists; it was not overwritten.") from None
+            os.unlink(partial)
+        fsync_dir(dest.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def seal_stream(src: BinaryIO, dest: Path, document_key: bytes, *, overwrite: bool = False) -> int:
+    """Age-encrypt ``src`` to ``dest`` for ``document_key``; returns the plaintext bytes read.
+
+    ``dest`` is written only once the whole stream is sealed; an existing ``dest`` raises Conflict
+    unless ``overwrite``.
+    """
+    dest = Path(dest)
+    recipient = _identity(document_key).to_public()
+    reader = _CountingReader(src)
+
+    def produce(writer: _Sink) -> None:
+        try:
+            pyrage.encrypt_io(reader, writer, [recipient])
+        except Exception as exc:
+            failure = reader.failure or writer.failure
+            if failure is not None:
+                raise failure from None
+            raise UsageError(f"The document could not be sealed: {exc}") from exc
+
+    _write_via_partial(dest, overwrite, produce)
+    return reader.count
+
+
+def _decrypt(src: Path, document_key: bytes, writer: _Sink) -> None:
+    identity = _identity(document_key)
+    try:
+        f = open(src, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"There is no sealed document at {src}.") from None
+    with f:
+        reader = _CountingReader(f)
+        try:
+            pyrage.decrypt_io(reader, writer, [identity])
+        except Exception:
+            failure = reader.failure or writer.failure
+            if failure is not None:
+                raise failure from None
+            raise IntegrityError(
+                f"The sealed document {src} could not be opened: wrong key, or damaged or tampered with."
+            ) from None
+
+
+def open_sealed(src: Path, document_key: bytes, out: BinaryIO) -> None:
+    """Decrypt the sealed document ``src`` into ``out``; IntegrityError if it does not check out.
+
+    On IntegrityError, ``out`` may already hold some of the plaintext: discard it. To decrypt to a
+    file, use ``open_sealed_to_file``, which does that for you.
+    """
+    _decrypt(Path(src), document_key, _Sink(out.write))
+
+
+def open_sealed_to_file(src: Path, document_key: bytes, out_path: Path, *, overwrite: bool = False) -> None:
+    """Decrypt ``src`` to ``out_path`` (mode 0600), which appears only if the whole document checks out."""
+    src, out_path = Path(src), Path(out_path)
+    _identity(document_key)  # a malformed key is refused before any file is created
+    if not src.is_file():
+        raise NotFound(f"There is no sealed document at {src}.")
+
+    def produce(writer: _Sink) -> None:
+        _decrypt(src, document_key, writer)
+
+    _write_via_partial(out_path, overwrite, produce)

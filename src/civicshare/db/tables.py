@@ -1,0 +1,102 @@
+"""The metadata tables. Schema changes go through an Alembic migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", String(63), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("url", String(500)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The key register: every key of every organisation, with where it is held.
+keys = Table(
+    "keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("purpose", String(20), nullable=False),
+    Column("algorithm", String(60), nullable=False),
+    Column("custody", String(20), nullable=False),
+    Column("location", String(500), nullable=False),
+    Column("public", String(200)),
+    Column("wrapped_by", String(40)),
+    Column("material", LargeBinary),
+    Column("holding_id", String(40)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rotated_at", DateTime(timezone=True)),
+    Column("state", String(20), nullable=False),
+    Column("destroyed_at", DateTime(timezone=True)),
+    Index("ix_keys_org_purpose", "org_id", "purpose"),
+)
+
+holdings = Table(
+    "holdings",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("rows", BigInteger),
+    Column("columns", Text),
+    Column("format", String(20)),
+    Column("encoding", String(30)),
+    Column("blob", String(300), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("shredded_at", DateTime(timezone=True)),
+    Column("shredded_by", String(200)),
+    Index("ix_holdings_org", "org_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(30), nullable=False),
+    Column("password_hash", String(300)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_users_org_name"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+schema_info = Table(
+    "civicshare_info",
+    metadata,
+    Column("key", String(50), primary_key=True),
+    Column("value", Integer, nullable=False),
+)

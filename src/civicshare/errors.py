@@ -1,0 +1,153 @@
+"""The exception tree.
+
+Every error the core raises is a ``CivicshareError``. Each class carries a stable ``code``, the HTTP
+status the API answers with, and the CLI exit code. The edges turn an error into one JSON shape
+(``to_json``), an HTTP response, or one line on stderr; users never see a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ERROR_SHAPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located as precisely as we can."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class CivicshareError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code = "error"
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, *, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems or [])
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "version": ERROR_SHAPE_VERSION,
+            "code": self.code,
+            "message": self.message,
+        }
+        if self.problems:
+            body["problems"] = [p.to_json() for p in self.problems]
+        return {"error": body}
+
+    def one_line(self) -> str:
+        """The message for a terminal: one line, with the first problems appended."""
+        if not self.problems:
+            return self.message
+        shown = "; ".join(str(p) for p in self.problems[:5])
+        more = len(self.problems) - 5
+        tail = f" (and {more} more)" if more > 0 else ""
+        return f"{self.message}: {shown}{tail}"
+
+
+class UsageError(CivicshareError):
+    """The request itself is malformed: a missing option, an unknown format."""
+
+    code = "usage"
+    http_status = 400
+    exit_code = 2
+
+
+class ConfigError(CivicshareError):
+    """The node home is missing, incomplete or not what was expected."""
+
+    code = "config"
+    http_status = 500
+
+
+class NotFound(CivicshareError):
+    """The thing asked for does not exist, or is not visible to the caller's organisation."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(CivicshareError):
+    """The thing to create already exists."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidInput(CivicshareError):
+    """An input file or request body failed validation; ``problems`` lists every fault found."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class TooLarge(InvalidInput):
+    """An input is larger than this node accepts."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class SecurityError(CivicshareError):
+    """A security check failed. Raised, never returned as False."""
+
+    code = "security"
+    http_status = 403
+
+
+class AuthenticationFailed(SecurityError):
+    """No credentials, or credentials that do not match."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class PermissionDenied(SecurityError):
+    """The caller is known but their role does not allow this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class KeystoreLocked(SecurityError):
+    """The keystore could not be opened: wrong passphrase, or none given."""
+
+    code = "keystore_locked"
+    http_status = 503
+
+
+class IntegrityError(SecurityError):
+    """Stored data failed an integrity check: tampering, corruption or the wrong key."""
+
+    code = "integrity"
+    http_status = 500
+
+
+class Shredded(CivicshareError):
+    """The holding's data key was destroyed; its contents are gone for good."""
+
+    code = "shredded"
+    http_status = 410

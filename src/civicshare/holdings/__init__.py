@@ -1,0 +1,1 @@
+"""Holdings: datasets and documents, encrypted at rest."""

@@ -1,0 +1,214 @@
+"""Encrypted holdings: every dataset and document under its own data key, wrapped by the org's KEK."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Engine, insert, select, update
+
+from civicshare.access import Actor, Permission
+from civicshare.clock import Clock, Rng, iso, new_id
+from civicshare.config import Layout
+from civicshare.crypto import Keystore, new_document_key, new_table_key, open_sealed_to_file, seal_stream
+from civicshare.db import tables as t
+from civicshare.errors import Conflict, NotFound, Shredded, UsageError
+from civicshare.holdings.tabular import export_table, import_table, read_rows
+from civicshare.keys import KeyRegister
+
+DATASET, DOCUMENT = "dataset", "document"
+EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+
+
+@dataclass(frozen=True)
+class Holding:
+    id: str
+    org_id: str
+    kind: str
+    name: str
+    media_type: str
+    size: int
+    rows: int | None
+    columns: list[str] | None
+    format: str | None
+    encoding: str | None
+    key_id: str
+    blob: str
+    created_at: datetime
+    created_by: str
+    shredded_at: datetime | None
+    shredded_by: str | None
+
+    @property
+    def shredded(self) -> bool:
+        return self.shredded_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "organisation": self.org_id, "kind": self.kind, "name": self.name,
+            "media_type": self.media_type, "size": self.size, "rows": self.rows, "columns": self.columns,
+            "source_format": self.format, "source_encoding": self.encoding, "key": self.key_id,
+            "created": iso(self.created_at), "created_by": self.created_by,
+            "state": "shredded" if self.shredded else "held",
+            "shredded": iso(self.shredded_at), "shredded_by": self.shredded_by,
+        }
+
+
+def _holding(row: Any) -> Holding:
+    return Holding(
+        row.id, row.org_id, row.kind, row.name, row.media_type, row.size, row.rows,
+        json.loads(row.columns) if row.columns else None, row.format, row.encoding, row.key_id, row.blob,
+        row.created_at, row.created_by, row.shredded_at, row.shredded_by,
+    )
+
+
+class HoldingStore:
+    def __init__(self, engine: Engine, layout: Layout, register: KeyRegister,
+                 keystore: Callable[[str], Keystore], clock: Clock, rng: Rng,
+                 scrub: Callable[[], None]) -> None:
+        self.engine = engine
+        self.layout = layout
+        self.register = register
+        self.keystore = keystore
+        self.clock = clock
+        self.rng = rng
+        self.scrub = scrub
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def list(self, actor: Actor) -> list[Holding]:
+        actor.require(Permission.HOLDINGS_READ, "list holdings")
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.holdings).where(t.holdings.c.org_id == actor.org_id)
+                                .order_by(t.holdings.c.created_at, t.holdings.c.id))
+            return [_holding(r) for r in rows]
+
+    def get(self, actor: Actor, holding_id: str) -> Holding:
+        actor.require(Permission.HOLDINGS_READ, "see holdings")
+        with self.engine.connect() as conn:
+            # Scoped by organisation: another organisation's holding is simply not found.
+            row = conn.execute(select(t.holdings).where(
+                t.holdings.c.id == holding_id, t.holdings.c.org_id == actor.org_id)).first()
+        if row is None:
+            raise NotFound(f"No holding {holding_id!r} in organisation {actor.org_id}.")
+        return _holding(row)
+
+    def preview(self, actor: Actor, holding_id: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
+        actor.require(Permission.HOLDINGS_EXPORT, "read the contents of holdings")
+        holding = self.get(actor, holding_id)
+        if holding.kind != DATASET:
+            raise UsageError(f"Holding {holding_id} is a document; only datasets have rows to preview.")
+        return read_rows(self._blob(holding), self._data_key(holding), limit=limit)
+
+    # Import ------------------------------------------------------------------------------------
+
+    def import_dataset(self, actor: Actor, source: Path, name: str, *, fmt: str | None = None,
+                       encoding: str = "auto", label: str | None = None) -> Holding:
+        actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
+        name = _check_name(name)
+        holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+        dek = new_table_key(self.rng)
+        blob = self._new_blob(actor.org_id, holding_id, ".parquet")
+        info = import_table(source, blob, dek, fmt=fmt, encoding=encoding, label=label,
+                            work_dir=self.layout.work_dir)
+        return self._commit(actor, holding_id, key_id, dek, blob, DATASET, dict(
+            name=name, media_type=PARQUET_MEDIA_TYPE, size=info.source_size, rows=info.rows,
+            columns=json.dumps(info.columns), format=info.format, encoding=info.encoding))
+
+    def import_document(self, actor: Actor, source: BinaryIO, filename: str, *, title: str | None = None,
+                        media_type: str | None = None) -> Holding:
+        actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
+        name = _check_name(title or Path(filename).name)
+        media_type = media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+        dek = new_document_key()
+        blob = self._new_blob(actor.org_id, holding_id, ".age")
+        size = seal_stream(source, blob, dek)
+        return self._commit(actor, holding_id, key_id, dek, blob, DOCUMENT, dict(
+            name=name, media_type=media_type, size=size, rows=None, columns=None, format=None, encoding=None))
+
+    def _new_blob(self, org_id: str, holding_id: str, suffix: str) -> Path:
+        folder = self.layout.blob_dir(org_id)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder / f"{holding_id}{suffix}"
+
+    def _commit(self, actor: Actor, holding_id: str, key_id: str, dek: bytes, blob: Path, kind: str,
+                fields: dict[str, Any]) -> Holding:
+        """Record the holding and its wrapped key in one transaction; on failure, drop the blob."""
+        try:
+            with self.engine.begin() as conn:
+                self.register.add_data_key(conn, actor.org_id, holding_id, kind,
+                                           self.keystore(actor.org_id), key_id, dek)
+                conn.execute(insert(t.holdings).values(
+                    id=holding_id, org_id=actor.org_id, kind=kind, key_id=key_id,
+                    blob=str(blob.relative_to(self.layout.home)), created_at=self.clock(),
+                    created_by=actor.name, **fields))
+        except BaseException:
+            blob.unlink(missing_ok=True)
+            raise
+        return self.get(actor, holding_id)
+
+    # Export and shred --------------------------------------------------------------------------
+
+    def export(self, actor: Actor, holding_id: str, out: Path, fmt: str | None = None, *,
+               overwrite: bool = False) -> tuple[Holding, int | None]:
+        """Write a holding out in plaintext, where the user asked. Returns rows written for datasets."""
+        actor.require(Permission.HOLDINGS_EXPORT, "export holdings")
+        holding = self.get(actor, holding_id)
+        key = self._data_key(holding)
+        if holding.kind == DOCUMENT:
+            if fmt not in (None, "original"):
+                raise UsageError("A document is exported as the original file; leave out --format.")
+            if out.exists() and not overwrite:
+                raise Conflict(f"{out} already exists; choose another file name.")
+            open_sealed_to_file(self._blob(holding), key, out, overwrite=overwrite)
+            return holding, None
+        fmt = (fmt or out.suffix.lstrip(".") or "csv").lower()
+        if fmt not in EXPORT_FORMATS:
+            raise UsageError(f"Unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}.")
+        rows = export_table(self._blob(holding), key, out, fmt, overwrite=overwrite)
+        return holding, rows
+
+    def shred(self, actor: Actor, holding_id: str) -> Holding:
+        """Destroy the holding's data key (crypto-shredding), then its encrypted bytes."""
+        actor.require(Permission.HOLDINGS_SHRED, "shred holdings")
+        holding = self.get(actor, holding_id)
+        if holding.shredded:
+            raise Shredded(_shredded_message(holding))
+        with self.engine.begin() as conn:
+            self.register.destroy_data_key(conn, actor.org_id, holding.key_id)
+            conn.execute(update(t.holdings).where(
+                t.holdings.c.id == holding_id, t.holdings.c.org_id == actor.org_id,
+            ).values(shredded_at=self.clock(), shredded_by=actor.name))
+        self.scrub()
+        self._blob(holding).unlink(missing_ok=True)
+        return self.get(actor, holding_id)
+
+    def _blob(self, holding: Holding) -> Path:
+        return self.layout.home / holding.blob
+
+    def _data_key(self, holding: Holding) -> bytes:
+        if holding.shredded:
+            raise Shredded(_shredded_message(holding))
+        key = self.register.unwrap_data_key(holding.org_id, holding.key_id, self.keystore(holding.org_id))
+        if key is None:
+            raise Shredded(f"Holding {holding.id} cannot be read: its data key has been destroyed.")
+        return key
+
+
+def _shredded_message(holding: Holding) -> str:
+    return (f"Holding {holding.id} ({holding.name}) was shredded on {iso(holding.shredded_at)} "
+            f"by {holding.shredded_by}; its contents can no longer be read by anyone.")
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 300:
+        raise UsageError("A holding name must be 1 to 300 characters.")
+    return name

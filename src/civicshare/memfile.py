@@ -1,0 +1,23 @@
+"""Files that live only in memory (Linux memfd), for data that must never touch the disk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def memory_file(name: str = "civicshare", data: bytes | None = None) -> Iterator[tuple[int, Path]]:
+    """An anonymous in-memory file and a path other libraries can open it by; freed on exit."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        if data is not None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.lseek(fd, 0, os.SEEK_SET)
+        yield fd, Path(f"/proc/{os.getpid()}/fd/{fd}")
+    finally:
+        os.close(fd)

@@ -1,0 +1,235 @@
+"""The Node: one civicshare home and every use case. The CLI, the API and the tests all drive it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from civicshare.access import Actor, Permission, Role
+from civicshare.clock import Clock, Rng, iso, system_clock, system_rng
+from civicshare.config import Layout, NodeConfig, check_org_id, sqlite_url
+from civicshare.crypto import FileKeystore, KdfParams, Keystore
+from civicshare.db import Database, open_database
+from civicshare.db import tables as t
+from civicshare.errors import ConfigError, Conflict, KeystoreLocked, NotFound, UsageError
+from civicshare.holdings.store import Holding, HoldingStore
+from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
+from civicshare.users import User, Users
+
+PassphraseSource = str | Callable[[], str] | None
+
+
+@dataclass(frozen=True)
+class Organisation:
+    id: str
+    name: str
+    url: str | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "url": self.url, "created": iso(self.created_at)}
+
+
+class Node:
+    """An open node home. Keystores are unlocked on first use, so read-only listings need no passphrase."""
+
+    def __init__(self, layout: Layout, config: NodeConfig, db: Database, *, passphrase: PassphraseSource,
+                 clock: Clock = system_clock, rng: Rng = system_rng, kdf: KdfParams | None = None) -> None:
+        self.layout = layout
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.rng = rng
+        self._passphrase = passphrase
+        self._kdf = kdf
+        self._keystores: dict[str, Keystore] = {}
+        self.users = Users(db.engine, clock, rng)
+        self.keys = KeyRegister(db.engine, clock, rng)
+        self.holdings = HoldingStore(db.engine, layout, self.keys, self.keystore, clock, rng, db.scrub)
+
+    # Opening and creating ----------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, home: Path, org_id: str, name: str, *, url: str | None = None, db_url: str | None = None,
+             passphrase: PassphraseSource, clock: Clock = system_clock, rng: Rng = system_rng,
+             kdf: KdfParams | None = None) -> Node:
+        """Create a new node home hosting one organisation. Refuses to touch an existing home."""
+        check_org_id(org_id)
+        layout = Layout(Path(home).resolve())
+        if layout.config.exists():
+            raise Conflict(f"{layout.home} is already a civicshare node home.")
+        if layout.home.exists() and any(layout.home.iterdir()):
+            raise Conflict(f"{layout.home} is not empty; choose a new folder for the node home.")
+        created_home = not layout.home.exists()
+        layout.make_dirs()
+        config = NodeConfig(db_url=db_url or sqlite_url(layout.default_sqlite), url=url)
+        try:
+            db = open_database(config.db_url)
+            with db.engine.connect() as conn:
+                if conn.execute(select(t.organisations.c.id)).first() is not None:
+                    raise Conflict(f"The database {db.safe_url} already belongs to another node home.")
+            node = cls(layout, config, db, passphrase=passphrase, clock=clock, rng=rng, kdf=kdf)
+            node.add_organisation(org_id, name, url=url)
+        except BaseException:
+            # Leave nothing half-made behind: a failed init can be run again.
+            if created_home:
+                shutil.rmtree(layout.home, ignore_errors=True)
+            else:
+                for child in layout.home.iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            raise
+        fd = os.open(layout.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(config.dumps())
+        return node
+
+    @classmethod
+    def open(cls, home: Path, *, passphrase: PassphraseSource = None, clock: Clock = system_clock,
+             rng: Rng = system_rng, kdf: KdfParams | None = None) -> Node:
+        layout = Layout(Path(home).resolve())
+        config = NodeConfig.load(layout.config)
+        return cls(layout, config, open_database(config.db_url), passphrase=passphrase, clock=clock,
+                   rng=rng, kdf=kdf)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Organisations -----------------------------------------------------------------------------
+
+    def add_organisation(self, org_id: str, name: str, *, url: str | None = None) -> Organisation:
+        check_org_id(org_id)
+        name = name.strip()
+        if not name:
+            raise UsageError("An organisation needs a name, such as 'North Wold District Council'.")
+        path = self.layout.keystore(org_id)
+        if path.exists():
+            raise Conflict(f"Organisation {org_id} already has a keystore at {path}.")
+        store = FileKeystore.create(path, self._unlock_passphrase(), kdf=self._kdf, rng=self.rng)
+        try:
+            with self.db.engine.begin() as conn:
+                conn.execute(insert(t.organisations).values(id=org_id, name=name, url=url,
+                                                            created_at=self.clock()))
+                self.keys.create_org_keys(conn, org_id, store)
+        except SAIntegrityError:
+            path.unlink(missing_ok=True)
+            raise Conflict(f"Organisation {org_id} already exists on this node.") from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self._keystores[org_id] = store
+        return self.organisation(org_id)
+
+    def organisations(self) -> list[Organisation]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(t.organisations).order_by(t.organisations.c.id))
+            return [Organisation(r.id, r.name, r.url, r.created_at) for r in rows]
+
+    def organisation(self, org_id: str) -> Organisation:
+        for org in self.organisations():
+            if org.id == org_id:
+                return org
+        raise NotFound(f"No organisation {org_id!r} on this node.")
+
+    def resolve_org(self, org_id: str | None) -> str:
+        """The organisation a command is for: the one given, or the only one the node hosts."""
+        orgs = self.organisations()
+        if org_id is not None:
+            if not any(o.id == org_id for o in orgs):
+                raise NotFound(f"No organisation {org_id!r} on this node.")
+            return org_id
+        if len(orgs) == 1:
+            return orgs[0].id
+        raise UsageError("This node hosts several organisations; say which with --org: "
+                         + ", ".join(o.id for o in orgs) + ".")
+
+    # Keys --------------------------------------------------------------------------------------
+
+    def _unlock_passphrase(self) -> str:
+        source = self._passphrase
+        value = source() if callable(source) else source
+        if not value:
+            raise KeystoreLocked("The keystore is locked: set CIVICSHARE_PASSPHRASE or run the command "
+                                 "in a terminal to be asked for the passphrase.")
+        # Ask once per process, however many organisations are unlocked.
+        self._passphrase = value
+        return value
+
+    def keystore(self, org_id: str) -> Keystore:
+        store = self._keystores.get(org_id)
+        if store is None:
+            path = self.layout.keystore(org_id)
+            if not path.exists():
+                raise ConfigError(f"The keystore of organisation {org_id} is missing: expected {path}.")
+            store = FileKeystore.open(path, self._unlock_passphrase(), rng=self.rng)
+            # Finish any key destruction a crash interrupted after the register recorded it.
+            for key_id in self.keys.destroyed_ids(org_id) & set(store.key_ids()):
+                store.destroy(key_id)
+            self._keystores[org_id] = store
+        return store
+
+    def key_register(self, actor: Actor) -> list[KeyRecord]:
+        actor.require(Permission.KEYS_READ, "see the key register")
+        return self.keys.list(actor.org_id)
+
+    def rotate_kek(self, actor: Actor) -> tuple[str, int]:
+        """Replace the organisation's KEK; returns the new KEK id and how many data keys were re-wrapped."""
+        actor.require(Permission.KEYS_ROTATE, "rotate keys")
+        return self.keys.rotate_kek(actor.org_id, self.keystore(actor.org_id))
+
+    def export_age_identity(self, actor: Actor, out: Path) -> str:
+        """Write the organisation's age identity for the standard `age` tool; returns its key id."""
+        actor.require(Permission.KEYS_EXPORT, "export keys")
+        with self.db.engine.connect() as conn:
+            key_id = self.keys.current(conn, actor.org_id, RECEIVING)
+        secret = self.keystore(actor.org_id).age_identity(key_id)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise Conflict(f"{out} already exists; choose another file name.") from None
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(f"# civicshare age identity of {actor.org_id}, key {key_id}\n{secret}\n")
+        return key_id
+
+    # Users -------------------------------------------------------------------------------------
+
+    def add_user(self, org_id: str, name: str, role: Role, password: str | None = None) -> tuple[User, str]:
+        self.organisation(org_id)
+        return self.users.add(org_id, name, role, password)
+
+    def authenticate(self, token: str) -> Actor:
+        return self.users.authenticate(token)
+
+    # Holdings ----------------------------------------------------------------------------------
+
+    def import_dataset(self, actor: Actor, source: Path, name: str, **options: Any) -> Holding:
+        return self.holdings.import_dataset(actor, source, name, **options)
+
+    def import_document(self, actor: Actor, source: BinaryIO, filename: str, **options: Any) -> Holding:
+        return self.holdings.import_document(actor, source, filename, **options)
+
+    def list_holdings(self, actor: Actor) -> list[Holding]:
+        return self.holdings.list(actor)
+
+    def holding(self, actor: Actor, holding_id: str) -> Holding:
+        return self.holdings.get(actor, holding_id)
+
+    def export(self, actor: Actor, holding_id: str, out: Path, fmt: str | None = None, *,
+               overwrite: bool = False) -> tuple[Holding, int | None]:
+        return self.holdings.export(actor, holding_id, out, fmt, overwrite=overwrite)
+
+    def shred(self, actor: Actor, holding_id: str) -> Holding:
+        return self.holdings.shred(actor, holding_id)
