@@ -78,7 +78,8 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
         say("")
         say("Holdings of north-wold:")
         for h in node.list_holdings(north):
-            say(f"  {h.id}  {h.kind:<8} {h.name:<20} rows={h.rows}  size={h.size}")
+            rows_text = f"{h.rows:,} rows" if h.rows is not None else "whole file"
+            say(f"  {h.id}  {h.kind:<8} {h.name:<20} {rows_text:<14} {h.size:,} bytes")
 
         expected = _source_digest(source)
         _check(_export_digest(node, north, dataset.id) == expected, "export matches the import")

@@ -185,3 +185,20 @@ def test_queries_are_scoped_in_sql(node: Node, residents: Path) -> None:
         visible = conn.execute(text("SELECT count(*) FROM holdings WHERE id = :i AND org_id = :o"),
                                {"i": held.id, "o": "south-fen"}).scalar_one()
     assert visible == 0
+
+
+def test_export_into_memory_file_writes_in_place(node: Node, residents: Path) -> None:
+    import os
+
+    from civicshare.memfile import memory_file
+
+    held = node.import_dataset(NORTH, residents, "residents")
+    doc = node.import_document(NORTH, io.BytesIO(b"in memory only"), "m.txt")
+    with memory_file() as (fd, path):
+        node.export(NORTH, held.id, path, "csv", overwrite=True)
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert os.read(fd, 1 << 16).decode().startswith("resident_id,name,phone\nR1,Ada Lovelace")
+    with memory_file() as (fd, path):
+        node.export(NORTH, doc.id, path, overwrite=True)
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert os.read(fd, 100) == b"in memory only"

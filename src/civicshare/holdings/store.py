@@ -15,10 +15,17 @@ from sqlalchemy import Engine, insert, select, update
 from civicshare.access import Actor, Permission
 from civicshare.clock import Clock, Rng, iso, new_id
 from civicshare.config import Layout
-from civicshare.crypto import Keystore, new_document_key, new_table_key, open_sealed_to_file, seal_stream
+from civicshare.crypto import (
+    Keystore,
+    new_document_key,
+    new_table_key,
+    open_sealed,
+    open_sealed_to_file,
+    seal_stream,
+)
 from civicshare.db import tables as t
 from civicshare.errors import Conflict, NotFound, Shredded, UsageError
-from civicshare.holdings.tabular import export_table, import_table, read_rows
+from civicshare.holdings.tabular import detect_format, export_table, import_table, read_rows
 from civicshare.keys import KeyRegister
 
 DATASET, DOCUMENT = "dataset", "document"
@@ -82,7 +89,7 @@ class HoldingStore:
 
     # Reading -----------------------------------------------------------------------------------
 
-    def list(self, actor: Actor) -> list[Holding]:
+    def list(self, actor: Actor) -> list[Holding]:  # noqa: A003
         actor.require(Permission.HOLDINGS_READ, "list holdings")
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.holdings).where(t.holdings.c.org_id == actor.org_id)
@@ -113,6 +120,8 @@ class HoldingStore:
         actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
         name = _check_name(name)
         holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+        # An upload held in memory has no file name of its own; its label (the original name) tells.
+        fmt = fmt or detect_format(Path(label) if label else source)
         dek = new_table_key(self.rng)
         blob = self._new_blob(actor.org_id, holding_id, ".parquet")
         info = import_table(source, blob, dek, fmt=fmt, encoding=encoding, label=label,
@@ -167,7 +176,13 @@ class HoldingStore:
                 raise UsageError("A document is exported as the original file; leave out --format.")
             if out.exists() and not overwrite:
                 raise Conflict(f"{out} already exists; choose another file name.")
-            open_sealed_to_file(self._blob(holding), key, out, overwrite=overwrite)
+            if out.parts[:2] in (("/", "proc"), ("/", "dev")):
+                # An in-memory file or a device is written in place: there is nothing to rename.
+                with out.open("r+b") as fh:
+                    fh.truncate(0)
+                    open_sealed(self._blob(holding), key, fh)
+            else:
+                open_sealed_to_file(self._blob(holding), key, out, overwrite=overwrite)
             return holding, None
         fmt = (fmt or out.suffix.lstrip(".") or "csv").lower()
         if fmt not in EXPORT_FORMATS:
