@@ -21,3 +21,9 @@ def memory_file(name: str = "civicshare", data: bytes | None = None) -> Iterator
         yield fd, Path(f"/proc/{os.getpid()}/fd/{fd}")
     finally:
         os.close(fd)
+
+
+def writes_in_place(path: Path) -> bool:
+    """True for an in-memory file (a memfd's /proc/PID/fd/N) or a device: nothing can be renamed
+    into place beside it, and nothing stays behind once it is closed, so it is written directly."""
+    return Path(path).parts[:2] in (("/", "proc"), ("/", "dev"))

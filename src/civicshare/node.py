@@ -222,7 +222,7 @@ class Node:
         return self.holdings.import_document(actor, source, filename, **options)
 
     def list_holdings(self, actor: Actor) -> list[Holding]:
-        return self.holdings.list(actor)
+        return self.holdings.list_holdings(actor)
 
     def holding(self, actor: Actor, holding_id: str) -> Holding:
         return self.holdings.get(actor, holding_id)

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor, Role
@@ -77,7 +77,7 @@ class Users:
             raise Conflict(f"A user called {name!r} already exists in organisation {org_id}.") from None
         return user, token
 
-    def _issue(self, conn, user: User) -> str:  # type: ignore[no-untyped-def]
+    def _issue(self, conn: Connection, user: User) -> str:
         token_id = new_id("t", self.rng)
         secret = base64.urlsafe_b64encode(self.rng(32)).decode("ascii").rstrip("=")
         conn.execute(

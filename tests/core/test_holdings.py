@@ -202,3 +202,11 @@ def test_export_into_memory_file_writes_in_place(node: Node, residents: Path) ->
         node.export(NORTH, doc.id, path, overwrite=True)
         os.lseek(fd, 0, os.SEEK_SET)
         assert os.read(fd, 100) == b"in memory only"
+
+
+def test_document_media_type_must_be_one(node: Node) -> None:
+    from civicshare.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a media type"):
+        node.import_document(NORTH, io.BytesIO(b"x"), "x.txt", media_type="text/plain\r\nX-Injected: 1")
+    assert node.list_holdings(NORTH) == [] and _blobs(node) == []

@@ -13,7 +13,7 @@ from civicshare.cli import holdings as holdings_cmds
 from civicshare.cli import keys as keys_cmds
 from civicshare.cli import org as org_cmds
 from civicshare.cli.context import STATE, err, out, print_json
-from civicshare.errors import CivicshareError
+from civicshare.errors import CivicshareError, UsageError
 
 app = typer.Typer(
     name="civicshare",
@@ -50,16 +50,23 @@ def _root(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    max_dataset_mb: Annotated[int, typer.Option(help="Largest dataset upload accepted, in MiB (held in memory).")]
+    = 512,
+    max_document_mb: Annotated[int, typer.Option(help="Largest document upload accepted, in MiB.")] = 2048,
 ) -> None:
     """Run the API (and later the web interface and delivery worker) until stopped."""
     from civicshare.api.server import serve as run
+
+    if max_dataset_mb < 1 or max_document_mb < 1:
+        raise UsageError("Upload limits must be at least 1 MiB.")
 
     with STATE.node() as node:
         # Unlock every keystore now, so a wrong passphrase fails at start rather than on first request.
         for org in node.organisations():
             node.keystore(org.id)
         err.print(f"civicshare {__version__} serving on http://{host}:{port} (Ctrl-C to stop)")
-        run(node, host=host, port=port)
+        run(node, host=host, port=port, max_dataset_bytes=max_dataset_mb << 20,
+            max_document_bytes=max_document_mb << 20)
 
 
 @app.command()
@@ -85,7 +92,7 @@ def main() -> None:
     except typer.TyperException as exc:
         # Click's own usage errors (Typer vendors click): its usual message, exit code 2.
         exc.show()  # type: ignore[attr-defined]
-        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)
     except CivicshareError as exc:
         err.print(f"civicshare: {exc.one_line()}", markup=False)
         sys.exit(exc.exit_code)

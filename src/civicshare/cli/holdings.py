@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _describe(h: Holding) -> None:
-    rows = [
+    rows: list[tuple[str, object]] = [
         ("id", h.id), ("organisation", h.org_id), ("kind", h.kind), ("name", h.name),
         ("media type", h.media_type), ("size", size_words(h.size)),
     ]

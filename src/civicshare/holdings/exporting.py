@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ import duckdb
 from civicshare.errors import Conflict, UsageError
 from civicshare.holdings import duck, encrypted
 from civicshare.holdings.problems import Problems
+from civicshare.memfile import memory_file, writes_in_place
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -91,8 +93,6 @@ def _xlsx_value(sheet: object, value: str | None, problems: Problems, row: int, 
 
 
 def _write_xlsx(con: duckdb.DuckDBPyConnection, table: encrypted.Table, partial: Path, label: str) -> int:
-    from openpyxl import Workbook
-    from openpyxl.worksheet import _writer as sheet_writer
 
     action = f"exporting to {label}"
     counted = encrypted.run_reading(con, f"SELECT count(*) FROM {table.scan}", table, action)
@@ -108,13 +108,32 @@ def _write_xlsx(con: duckdb.DuckDBPyConnection, table: encrypted.Table, partial:
             f"{XLSX_MAX_COLUMNS:,}; export as CSV, JSON Lines or Parquet instead"
         )
 
+    with ExitStack() as stack:
+        # openpyxl stages the sheet's XML in a temporary file. Keep it beside the output (where the user
+        # asked for plaintext), or in memory when the output is in memory; never in the temp folder.
+        if writes_in_place(partial):
+            staging = str(stack.enter_context(memory_file("sheet"))[1])
+        else:
+            staging = str(partial.with_name(partial.name + ".sheet"))
+        return _write_sheets(con, table, partial, label, staging)
+
+
+def _write_sheets(con: duckdb.DuckDBPyConnection, table: encrypted.Table, partial: Path, label: str,
+                  staging: str) -> int:
+    from openpyxl import Workbook
+    from openpyxl.worksheet import _writer as sheet_writer
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("data")
-    # openpyxl stages the sheet's XML in a temporary file. Keep it beside the output (where the user
-    # asked for plaintext) rather than in the system temp folder, and always remove it.
-    staging = str(partial.with_name(partial.name + ".sheet"))
     sheet._writer = sheet_writer.WorksheetWriter(sheet, out=staging)
     sheet_writer.ALL_TEMP_FILES.append(staging)
+    if writes_in_place(Path(staging)):
+        # An in-memory staging file cannot be unlinked; it goes when its descriptor is closed.
+        def forget() -> None:
+            if staging in sheet_writer.ALL_TEMP_FILES:
+                sheet_writer.ALL_TEMP_FILES.remove(staging)
+
+        sheet._writer.cleanup = forget
     sheet._writer.write_top()
     problems = Problems(label)
     written = 0
@@ -135,7 +154,7 @@ def _write_xlsx(con: duckdb.DuckDBPyConnection, table: encrypted.Table, partial:
         except duckdb.Error as exc:
             failure = exc
         if failure is not None:
-            raise encrypted.read_failure(failure, table.path, action)
+            raise encrypted.read_failure(failure, table.path, f"exporting to {label}")
         problems.raise_if_any("cannot be written as XLSX")
         workbook.save(partial)
     finally:
@@ -144,7 +163,7 @@ def _write_xlsx(con: duckdb.DuckDBPyConnection, table: encrypted.Table, partial:
                 sheet.close()  # finish openpyxl's row writer so it does not fail later when collected
             except Exception:  # noqa: S110 - best effort on a path that is already failing
                 pass
-        if os.path.exists(staging):
+        if os.path.exists(staging) and not writes_in_place(Path(staging)):
             os.remove(staging)
         if staging in sheet_writer.ALL_TEMP_FILES:
             sheet_writer.ALL_TEMP_FILES.remove(staging)
@@ -169,9 +188,7 @@ def export_table(src: Path, key: bytes, out: Path, fmt: str, *, overwrite: bool 
     if src.exists() and out.exists() and out.samefile(src):
         raise UsageError("a table cannot be exported over its own stored file")
 
-    # An in-memory file (a memfd's /proc/PID/fd/N) or a device cannot be renamed into place, and
-    # holds nothing once closed, so it is written directly.
-    in_place = out.parts[:2] in (("/", "proc"), ("/", "dev"))
+    in_place = writes_in_place(out)
     partial = out if in_place else out.with_name(out.name + ".partial")
     try:
         with duck.connection() as con:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,8 @@ from civicshare.keys import KeyRegister
 DATASET, DOCUMENT = "dataset", "document"
 EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+# RFC 6838 type/subtype names, without parameters: what is later sent back in a Content-Type header.
+MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z")
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class HoldingStore:
 
     # Reading -----------------------------------------------------------------------------------
 
-    def list(self, actor: Actor) -> list[Holding]:  # noqa: A003
+    def list_holdings(self, actor: Actor) -> list[Holding]:
         actor.require(Permission.HOLDINGS_READ, "list holdings")
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.holdings).where(t.holdings.c.org_id == actor.org_id)
@@ -135,6 +138,8 @@ class HoldingStore:
         actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
         name = _check_name(title or Path(filename).name)
         media_type = media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        if not MEDIA_TYPE_RE.match(media_type):
+            raise UsageError(f"{media_type!r} is not a media type; give one such as application/pdf or text/plain.")
         holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
         dek = new_document_key()
         blob = self._new_blob(actor.org_id, holding_id, ".age")
