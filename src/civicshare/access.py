@@ -24,6 +24,7 @@ class Permission(StrEnum):
     KEYS_ROTATE = "keys.rotate"
     KEYS_EXPORT = "keys.export"
     USERS_MANAGE = "users.manage"
+    AUDIT_READ = "audit.read"
 
 
 _ALL = frozenset(Permission)
@@ -32,8 +33,8 @@ _WORK = frozenset({Permission.HOLDINGS_READ, Permission.HOLDINGS_IMPORT, Permiss
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ALL,
     # A data protection officer answers erasure requests and oversees key custody.
-    Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ},
-    Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ},
+    Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ},
+    Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ},
     Role.CASEWORKER: _WORK,
 }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from civicshare.access import Actor, Role
+from civicshare.audit.merkle import leaf_hash, verify_inclusion
 from civicshare.errors import CivicshareError, NotFound, Shredded
 from civicshare.memfile import memory_file
 from civicshare.node import Node
@@ -108,12 +109,26 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
         except Shredded as exc:
             say(f"Shredded the document: {exc.message}")
 
-        checks = ["round trip", "no plaintext under home", "rotation", "isolation", "shred"]
+        say("")
+        say(f"Who touched the residents dataset ({dataset.id}):")
+        for e in node.audit_entries(admin, obj=dataset.id):
+            say(f"  #{e.index:<3} {e.to_json()['time']}  {e.actor:<22} {e.action:<15} {e.outcome}")
+        signed = node.audit_checkpoint(admin)
+        report = node.audit_verify(admin, [signed.note])
+        proof = node.audit_inclusion(admin, node.audit_entries(admin, obj=dataset.id)[0].index or 0)
+        verify_inclusion(leaf_hash(proof["entry"].encode()), proof["index"], proof["tree_size"],
+                         [base64.b64decode(h) for h in proof["hashes"]], signed.root_hash)
+        say(f"Signed audit checkpoint of {signed.size} entries; the log verifies and the import's inclusion "
+            f"proof ({len(proof['hashes'])} hashes) checks against the signed root.")
+        _check(report.size == signed.size, "audit log verifies")
+
+        checks = ["round trip", "no plaintext under home", "rotation", "isolation", "shred", "audit log"]
         summary: dict[str, Any] = {
             "home": "(removed)", "organisations": [o.id for o in node.organisations()],
             "dataset": {"id": dataset.id, "rows": dataset.rows, "columns": len(RESIDENT_COLUMNS)},
             "document": {"id": document.id, "shredded": True},
             "keys": len(node.key_register(admin)), "kek_rotated_to": new_kek,
+            "audit": {"entries": signed.size, "root_hash": base64.b64encode(signed.root_hash).decode()},
             "checks": checks,
             "seconds": round(time.monotonic() - started, 1),
         }

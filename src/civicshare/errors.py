@@ -151,3 +151,18 @@ class Shredded(CivicshareError):
 
     code = "shredded"
     http_status = 410
+
+
+class AuditTampered(IntegrityError):
+    """The audit log does not verify; ``index`` is the first entry that does not."""
+
+    code = "audit_tampered"
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(f"The audit log does not verify at index {index}: {message}.")
+        self.index = index
+
+    def to_json(self) -> dict[str, Any]:
+        body = super().to_json()
+        body["error"]["index"] = self.index
+        return body

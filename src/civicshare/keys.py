@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from civicshare.clock import Clock, Rng, iso, new_id
-from civicshare.crypto import Keystore, fingerprint
+from civicshare.crypto import Keystore
 from civicshare.db import tables as t
 from civicshare.errors import ConfigError
 
@@ -75,7 +76,7 @@ class KeyRegister:
         recipient = store.create_age_identity(receiving)
         store.create_kek(kek)
         for key_id, purpose, pub in (
-            (signing, SIGNING, "ed25519:" + fingerprint(public)),
+            (signing, SIGNING, "ed25519:" + base64.b64encode(public).decode("ascii")),
             (receiving, RECEIVING, recipient),
             (kek, KEK, None),
         ):
@@ -115,6 +116,13 @@ class KeyRegister:
                           t.keys.c.purpose != KEK, t.keys.c.created_at, t.keys.c.id)
             )
             return [_record(r) for r in rows]
+
+    def signing_key(self, org_id: str) -> tuple[str, bytes]:
+        """The id and raw public key of the organisation's active signing key; no keystore needed."""
+        with self.engine.connect() as conn:
+            key_id = self.current(conn, org_id, SIGNING)
+            public = conn.execute(select(t.keys.c.public).where(t.keys.c.id == key_id)).scalar_one()
+        return key_id, base64.b64decode(public.removeprefix("ed25519:"))
 
     def destroyed_ids(self, org_id: str) -> set[str]:
         with self.engine.connect() as conn:

@@ -14,6 +14,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor, Permission, Role
+from civicshare.audit import AuditEntry, AuditLog, VerifyReport, verify_log
+from civicshare.audit.log import SignedCheckpoint
 from civicshare.clock import Clock, Rng, iso, system_clock, system_rng
 from civicshare.config import Layout, NodeConfig, check_org_id, sqlite_url
 from civicshare.crypto import FileKeystore, KdfParams, Keystore
@@ -51,9 +53,10 @@ class Node:
         self._passphrase = passphrase
         self._kdf = kdf
         self._keystores: dict[str, Keystore] = {}
-        self.users = Users(db.engine, clock, rng)
+        self.audit = AuditLog(db.engine, clock)
+        self.users = Users(db.engine, clock, rng, self.audit)
         self.keys = KeyRegister(db.engine, clock, rng)
-        self.holdings = HoldingStore(db.engine, layout, self.keys, self.keystore, clock, rng, db.scrub)
+        self.holdings = HoldingStore(db.engine, layout, self.keys, self.audit, self.keystore, clock, rng, db.scrub)
 
     # Opening and creating ----------------------------------------------------------------------
 
@@ -110,7 +113,8 @@ class Node:
 
     # Organisations -----------------------------------------------------------------------------
 
-    def add_organisation(self, org_id: str, name: str, *, url: str | None = None) -> Organisation:
+    def add_organisation(self, org_id: str, name: str, *, url: str | None = None,
+                         by: str = "operator") -> Organisation:
         check_org_id(org_id)
         name = name.strip()
         if not name:
@@ -124,6 +128,7 @@ class Node:
                 conn.execute(insert(t.organisations).values(id=org_id, name=name, url=url,
                                                             created_at=self.clock()))
                 self.keys.create_org_keys(conn, org_id, store)
+                self.audit.create(conn, org_id)
         except SAIntegrityError:
             path.unlink(missing_ok=True)
             raise Conflict(f"Organisation {org_id} already exists on this node.") from None
@@ -131,6 +136,10 @@ class Node:
             path.unlink(missing_ok=True)
             raise
         self._keystores[org_id] = store
+        self.audit.append(org_id, by, "organisation.create", org_id, details={"name": name})
+        for key in self.keys.list(org_id):
+            self.audit.append(org_id, by, "key.create", key.id, details={
+                "purpose": key.purpose, "algorithm": key.algorithm, "custody": key.custody})
         return self.organisation(org_id)
 
     def organisations(self) -> list[Organisation]:
@@ -187,31 +196,45 @@ class Node:
 
     def rotate_kek(self, actor: Actor) -> tuple[str, int]:
         """Replace the organisation's KEK; returns the new KEK id and how many data keys were re-wrapped."""
-        actor.require(Permission.KEYS_ROTATE, "rotate keys")
-        return self.keys.rotate_kek(actor.org_id, self.keystore(actor.org_id))
+        with self.audit.event(actor, "key.rotate", None, purpose="kek") as event:
+            actor.require(Permission.KEYS_ROTATE, "rotate keys")
+            before = {k.id for k in self.keys.list(actor.org_id) if k.purpose == "kek" and k.state == "active"}
+            new_kek, count = self.keys.rotate_kek(actor.org_id, self.keystore(actor.org_id))
+            event.update(object=new_kek, rewrapped=count, replaced=sorted(before))
+        self.audit.append(actor.org_id, actor.name, "key.create", new_kek, details={"purpose": "kek"})
+        for old in sorted(before):
+            self.audit.append(actor.org_id, actor.name, "key.destroy", old, details={"purpose": "kek"})
+        return new_kek, count
 
     def export_age_identity(self, actor: Actor, out: Path) -> str:
         """Write the organisation's age identity for the standard `age` tool; returns its key id."""
-        actor.require(Permission.KEYS_EXPORT, "export keys")
-        with self.db.engine.connect() as conn:
-            key_id = self.keys.current(conn, actor.org_id, RECEIVING)
-        secret = self.keystore(actor.org_id).age_identity(key_id)
-        try:
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise Conflict(f"{out} already exists; choose another file name.") from None
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(f"# civicshare age identity of {actor.org_id}, key {key_id}\n{secret}\n")
-        return key_id
+        with self.audit.event(actor, "key.export", None, purpose="receiving") as event:
+            actor.require(Permission.KEYS_EXPORT, "export keys")
+            with self.db.engine.connect() as conn:
+                key_id = self.keys.current(conn, actor.org_id, RECEIVING)
+            event["object"] = key_id
+            secret = self.keystore(actor.org_id).age_identity(key_id)
+            try:
+                fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                raise Conflict(f"{out} already exists; choose another file name.") from None
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(f"# civicshare age identity of {actor.org_id}, key {key_id}\n{secret}\n")
+            return key_id
 
     # Users -------------------------------------------------------------------------------------
 
-    def add_user(self, org_id: str, name: str, role: Role, password: str | None = None) -> tuple[User, str]:
+    def add_user(self, org_id: str, name: str, role: Role, password: str | None = None, *,
+                 by: str = "operator") -> tuple[User, str]:
         self.organisation(org_id)
-        return self.users.add(org_id, name, role, password)
+        return self.users.add(org_id, name, role, password, by=by)
 
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
+
+    def login(self, org_id: str, name: str, password: str) -> Actor:
+        """Sign a user in with their password (the web interface); logged, failures too."""
+        return self.users.login(org_id, name, password)
 
     # Holdings ----------------------------------------------------------------------------------
 
@@ -233,3 +256,41 @@ class Node:
 
     def shred(self, actor: Actor, holding_id: str) -> Holding:
         return self.holdings.shred(actor, holding_id)
+
+    # Audit -------------------------------------------------------------------------------------
+
+    def audit_entries(self, actor: Actor, *, obj: str | None = None, by: str | None = None,
+                      since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """Who touched what, when: the organisation's audit entries, filtered."""
+        actor.require(Permission.AUDIT_READ, "read the audit log")
+        return self.audit.entries(actor.org_id, obj=obj, actor=by, since=since, limit=limit)
+
+    def audit_checkpoint(self, actor: Actor) -> SignedCheckpoint:
+        """Sign a checkpoint of the organisation's log as it stands (C2SP tlog-checkpoint)."""
+        actor.require(Permission.AUDIT_READ, "sign audit checkpoints")
+        key_id, public = self.keys.signing_key(actor.org_id)
+        store = self.keystore(actor.org_id)
+        return self.audit.checkpoint(actor.org_id, public, lambda data: store.sign(key_id, data))
+
+    def audit_checkpoints(self, actor: Actor) -> list[SignedCheckpoint]:
+        actor.require(Permission.AUDIT_READ, "read the audit log")
+        return self.audit.checkpoints(actor.org_id)
+
+    def audit_inclusion(self, actor: Actor, index: int, size: int | None = None) -> dict[str, Any]:
+        actor.require(Permission.AUDIT_READ, "read the audit log")
+        return self.audit.inclusion(actor.org_id, index, size)
+
+    def audit_consistency(self, actor: Actor, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+        actor.require(Permission.AUDIT_READ, "read the audit log")
+        return self.audit.consistency(actor.org_id, old_size, new_size)
+
+    def audit_verify(self, actor: Actor, saved_checkpoints: list[str] | None = None) -> VerifyReport:
+        """Recompute the whole log and check every checkpoint; raises AuditTampered naming the index."""
+        actor.require(Permission.AUDIT_READ, "verify the audit log")
+        _key_id, public = self.keys.signing_key(actor.org_id)
+        return verify_log(self.audit, actor.org_id, public, saved_checkpoints)
+
+    def audit_verifier_key(self, actor: Actor) -> str:
+        """The key partners pin to check this organisation's checkpoints."""
+        actor.require(Permission.AUDIT_READ, "read the audit log")
+        return self.audit.verifier_key(actor.org_id, self.keys.signing_key(actor.org_id)[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor, Role
+from civicshare.audit.entry import REFUSED
+from civicshare.audit.log import AuditLog
 from civicshare.clock import Clock, Rng, new_id
 from civicshare.db import tables as t
 from civicshare.errors import AuthenticationFailed, Conflict, UsageError
@@ -40,6 +43,13 @@ def hash_password(password: str, rng: Rng) -> str:
     return kdf.derive_phc_encoded(password.encode("utf-8"))
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash no password matches, made on first use so that importing this module stays cheap."""
+    return Argon2id(salt=b"civicshare-dummy", length=32, iterations=3, lanes=1,
+                    memory_cost=65536).derive_phc_encoded(b"no user has this password")
+
+
 def verify_password(password: str, encoded: str) -> None:
     try:
         Argon2id.verify_phc_encoded(password.encode("utf-8"), encoded)
@@ -50,12 +60,14 @@ def verify_password(password: str, encoded: str) -> None:
 class Users:
     """User and token storage for every organisation on the node."""
 
-    def __init__(self, engine: Engine, clock: Clock, rng: Rng) -> None:
+    def __init__(self, engine: Engine, clock: Clock, rng: Rng, audit: AuditLog) -> None:
         self.engine = engine
         self.clock = clock
         self.rng = rng
+        self.audit = audit
 
-    def add(self, org_id: str, name: str, role: Role, password: str | None = None) -> tuple[User, str]:
+    def add(self, org_id: str, name: str, role: Role, password: str | None = None, *,
+            by: str = "operator") -> tuple[User, str]:
         """Create a user and their first API token; returns the token, which is never shown again."""
         name = name.strip()
         if not name or len(name) > 200:
@@ -75,6 +87,9 @@ class Users:
                 token = self._issue(conn, user)
         except SAIntegrityError:
             raise Conflict(f"A user called {name!r} already exists in organisation {org_id}.") from None
+        self.audit.append(org_id, by, "user.create", user.id,
+                          details={"name": name, "role": role.value, "password": pw_hash is not None})
+        self.audit.append(org_id, by, "token.create", token.split(".")[1], details={"user": user.id})
         return user, token
 
     def _issue(self, conn: Connection, user: User) -> str:
@@ -110,5 +125,27 @@ class Users:
         expected = row.secret_hash if row is not None else "0" * 64
         matches = hmac.compare_digest(expected, _secret_hash(secret))
         if row is None or not matches or row.revoked_at is not None:
+            if row is not None:
+                # Attributable to an organisation: its log records the refusal. Unknown token ids are
+                # not, and the API's own log records them instead.
+                reason = "revoked token" if matches else "wrong token secret"
+                self.audit.append(row.org_id, row.name, "login.failed", token_id,
+                                  outcome=REFUSED, details={"method": "token", "reason": reason})
             raise AuthenticationFailed("The API token is not valid.")
         return Actor(org_id=row.org_id, name=row.name, role=Role(row.role))
+
+    def login(self, org_id: str, name: str, password: str) -> Actor:
+        """The actor a user name and password stand for; every attempt is logged."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.org_id == org_id, t.users.c.name == name)).first()
+        try:
+            # Verify against a fixed dummy hash for unknown users, so timing does not reveal who exists.
+            verify_password(password, row.password_hash if row is not None and row.password_hash else _dummy_hash())
+            if row is None or not row.password_hash:
+                raise AuthenticationFailed("The user name or password is wrong.")
+        except AuthenticationFailed:
+            self.audit.append(org_id, name, "login.failed", row.id if row is not None else None, outcome=REFUSED,
+                              details={"method": "password"})
+            raise
+        self.audit.append(org_id, name, "login", row.id, details={"method": "password"})
+        return Actor(org_id=org_id, name=row.name, role=Role(row.role))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from civicshare.access import Actor
 from civicshare.errors import AuthenticationFailed
 from civicshare.node import Node
+
+log = structlog.get_logger("civicshare.api")
 
 # auto_error=False: a missing token is refused by us, in the one JSON error shape. Declaring the
 # scheme here is also what lists it under components.securitySchemes in /openapi.json.
@@ -27,6 +30,7 @@ def get_node(request: Request) -> Node:
 
 
 def current_actor(
+    request: Request,
     node: Annotated[Node, Depends(get_node)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
@@ -35,7 +39,13 @@ def current_actor(
         raise AuthenticationFailed(
             "This request needs an API token: send the header 'Authorization: Bearer cs1.<id>.<secret>'."
         )
-    return node.authenticate(credentials.credentials)
+    try:
+        return node.authenticate(credentials.credentials)
+    except AuthenticationFailed as exc:
+        # Tokens no organisation owns cannot go in an organisation's audit log; the server log has them.
+        client = request.client.host if request.client else "unknown"
+        log.warning("token refused", client=client, path=request.url.path, reason=exc.message)
+        raise
 
 
 NodeDep = Annotated[Node, Depends(get_node)]

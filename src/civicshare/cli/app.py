@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from civicshare import __version__
+from civicshare.cli import audit as audit_cmds
 from civicshare.cli import holdings as holdings_cmds
 from civicshare.cli import keys as keys_cmds
 from civicshare.cli import org as org_cmds
@@ -26,6 +27,7 @@ app.add_typer(org_cmds.org_app, name="org")
 app.add_typer(keys_cmds.keys_app, name="keys")
 app.add_typer(org_cmds.user_app, name="user")
 app.add_typer(holdings_cmds.holdings_app, name="holdings")
+app.add_typer(audit_cmds.audit_app, name="audit")
 org_cmds.register(app)
 holdings_cmds.register(app)
 
@@ -53,12 +55,15 @@ def serve(
     max_dataset_mb: Annotated[int, typer.Option(help="Largest dataset upload accepted, in MiB (held in memory).")]
     = 512,
     max_document_mb: Annotated[int, typer.Option(help="Largest document upload accepted, in MiB.")] = 2048,
+    checkpoint_every: Annotated[int, typer.Option(help="Sign an audit checkpoint this often, in seconds.")] = 300,
 ) -> None:
     """Run the API (and later the web interface and delivery worker) until stopped."""
     from civicshare.api.server import serve as run
 
     if max_dataset_mb < 1 or max_document_mb < 1:
         raise UsageError("Upload limits must be at least 1 MiB.")
+    if checkpoint_every < 1:
+        raise UsageError("--checkpoint-every must be at least 1 second.")
 
     with STATE.node() as node:
         # Unlock every keystore now, so a wrong passphrase fails at start rather than on first request.
@@ -66,7 +71,7 @@ def serve(
             node.keystore(org.id)
         err.print(f"civicshare {__version__} serving on http://{host}:{port} (Ctrl-C to stop)")
         run(node, host=host, port=port, max_dataset_bytes=max_dataset_mb << 20,
-            max_document_bytes=max_document_mb << 20)
+            max_document_bytes=max_document_mb << 20, checkpoint_every=checkpoint_every)
 
 
 @app.command()

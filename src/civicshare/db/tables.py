@@ -100,3 +100,51 @@ schema_info = Table(
     Column("key", String(50), primary_key=True),
     Column("value", Integer, nullable=False),
 )
+
+# The audit log: one append-only RFC 9162 Merkle tree per organisation.
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("origin", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # The roots of the tree's perfect subtrees, so appends need no reads of the tree.
+    Column("frontier", LargeBinary, nullable=False),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("entry", LargeBinary, nullable=False),
+    Column("root_after", LargeBinary, nullable=False),
+    # Copies of fields inside ``entry``, for queries; verification checks they agree.
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("object", String(200)),
+    Column("outcome", String(20), nullable=False),
+    Index("ix_audit_entries_object", "org_id", "object"),
+    Index("ix_audit_entries_actor", "org_id", "actor"),
+    Index("ix_audit_entries_time", "org_id", "time"),
+)
+
+audit_nodes = Table(
+    "audit_nodes",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("level", Integer, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

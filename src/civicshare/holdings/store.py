@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import Engine, insert, select, update
 
 from civicshare.access import Actor, Permission
+from civicshare.audit.log import AuditLog
 from civicshare.clock import Clock, Rng, iso, new_id
 from civicshare.config import Layout
 from civicshare.crypto import (
@@ -79,10 +80,11 @@ def _holding(row: Any) -> Holding:
 
 
 class HoldingStore:
-    def __init__(self, engine: Engine, layout: Layout, register: KeyRegister,
+    def __init__(self, engine: Engine, layout: Layout, register: KeyRegister, audit: AuditLog,
                  keystore: Callable[[str], Keystore], clock: Clock, rng: Rng,
                  scrub: Callable[[], None]) -> None:
         self.engine = engine
+        self.audit = audit
         self.layout = layout
         self.register = register
         self.keystore = keystore
@@ -100,7 +102,12 @@ class HoldingStore:
             return [_holding(r) for r in rows]
 
     def get(self, actor: Actor, holding_id: str) -> Holding:
-        actor.require(Permission.HOLDINGS_READ, "see holdings")
+        """A holding's details; logged as a view."""
+        with self.audit.event(actor, "holding.view", holding_id):
+            actor.require(Permission.HOLDINGS_READ, "see holdings")
+            return self._get(actor, holding_id)
+
+    def _get(self, actor: Actor, holding_id: str) -> Holding:
         with self.engine.connect() as conn:
             # Scoped by organisation: another organisation's holding is simply not found.
             row = conn.execute(select(t.holdings).where(
@@ -109,43 +116,50 @@ class HoldingStore:
             raise NotFound(f"No holding {holding_id!r} in organisation {actor.org_id}.")
         return _holding(row)
 
-    def preview(self, actor: Actor, holding_id: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
-        actor.require(Permission.HOLDINGS_EXPORT, "read the contents of holdings")
-        holding = self.get(actor, holding_id)
-        if holding.kind != DATASET:
-            raise UsageError(f"Holding {holding_id} is a document; only datasets have rows to preview.")
-        return read_rows(self._blob(holding), self._data_key(holding), limit=limit)
+    def preview(self, actor: Actor, holding_id: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with self.audit.event(actor, "holding.view", holding_id, rows_shown=limit):
+            actor.require(Permission.HOLDINGS_EXPORT, "read the contents of holdings")
+            holding = self._get(actor, holding_id)
+            if holding.kind != DATASET:
+                raise UsageError(f"Holding {holding_id} is a document; only datasets have rows to preview.")
+            return read_rows(self._blob(holding), self._data_key(actor, holding), limit=limit)
 
     # Import ------------------------------------------------------------------------------------
 
     def import_dataset(self, actor: Actor, source: Path, name: str, *, fmt: str | None = None,
                        encoding: str = "auto", label: str | None = None) -> Holding:
-        actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
-        name = _check_name(name)
-        holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
-        # An upload held in memory has no file name of its own; its label (the original name) tells.
-        fmt = fmt or detect_format(Path(label) if label else source)
-        dek = new_table_key(self.rng)
-        blob = self._new_blob(actor.org_id, holding_id, ".parquet")
-        info = import_table(source, blob, dek, fmt=fmt, encoding=encoding, label=label,
-                            work_dir=self.layout.work_dir)
-        return self._commit(actor, holding_id, key_id, dek, blob, DATASET, dict(
-            name=name, media_type=PARQUET_MEDIA_TYPE, size=info.source_size, rows=info.rows,
-            columns=json.dumps(info.columns), format=info.format, encoding=info.encoding))
+        with self.audit.event(actor, "holding.import", None, kind=DATASET) as event:
+            actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
+            name = _check_name(name)
+            holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+            # An upload held in memory has no file name of its own; its label (the original name) tells.
+            fmt = fmt or detect_format(Path(label) if label else source)
+            event.update(object=holding_id, format=fmt)
+            dek = new_table_key(self.rng)
+            blob = self._new_blob(actor.org_id, holding_id, ".parquet")
+            info = import_table(source, blob, dek, fmt=fmt, encoding=encoding, label=label,
+                                work_dir=self.layout.work_dir)
+            event.update(rows=info.rows, columns=len(info.columns), encoding=info.encoding, key=key_id)
+            return self._commit(actor, holding_id, key_id, dek, blob, DATASET, dict(
+                name=name, media_type=PARQUET_MEDIA_TYPE, size=info.source_size, rows=info.rows,
+                columns=json.dumps(info.columns), format=info.format, encoding=info.encoding))
 
     def import_document(self, actor: Actor, source: BinaryIO, filename: str, *, title: str | None = None,
                         media_type: str | None = None) -> Holding:
-        actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
-        name = _check_name(title or Path(filename).name)
-        media_type = media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        if not MEDIA_TYPE_RE.match(media_type):
-            raise UsageError(f"{media_type!r} is not a media type; give one such as application/pdf or text/plain.")
-        holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
-        dek = new_document_key()
-        blob = self._new_blob(actor.org_id, holding_id, ".age")
-        size = seal_stream(source, blob, dek)
-        return self._commit(actor, holding_id, key_id, dek, blob, DOCUMENT, dict(
-            name=name, media_type=media_type, size=size, rows=None, columns=None, format=None, encoding=None))
+        with self.audit.event(actor, "holding.import", None, kind=DOCUMENT) as event:
+            actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
+            name = _check_name(title or Path(filename).name)
+            media_type = media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            if not MEDIA_TYPE_RE.match(media_type):
+                raise UsageError(f"{media_type!r} is not a media type; give one such as application/pdf or text/plain.")
+            holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+            event.update(object=holding_id, media_type=media_type)
+            dek = new_document_key()
+            blob = self._new_blob(actor.org_id, holding_id, ".age")
+            size = seal_stream(source, blob, dek)
+            event.update(size=size, key=key_id)
+            return self._commit(actor, holding_id, key_id, dek, blob, DOCUMENT, dict(
+                name=name, media_type=media_type, size=size, rows=None, columns=None, format=None, encoding=None))
 
     def _new_blob(self, org_id: str, holding_id: str, suffix: str) -> Path:
         folder = self.layout.blob_dir(org_id)
@@ -166,19 +180,32 @@ class HoldingStore:
         except BaseException:
             blob.unlink(missing_ok=True)
             raise
-        return self.get(actor, holding_id)
+        self.audit.append(actor.org_id, actor.name, "key.create", key_id,
+                          details={"purpose": "data", "holding": holding_id, "custody": "wrapped"})
+        return self._get(actor, holding_id)
 
     # Export and shred --------------------------------------------------------------------------
 
     def export(self, actor: Actor, holding_id: str, out: Path, fmt: str | None = None, *,
                overwrite: bool = False) -> tuple[Holding, int | None]:
         """Write a holding out in plaintext, where the user asked. Returns rows written for datasets."""
+        with self.audit.event(actor, "holding.export", holding_id, format=fmt) as event:
+            holding, rows = self._export(actor, holding_id, out, fmt, overwrite=overwrite)
+            event.update(kind=holding.kind, rows=rows)
+            return holding, rows
+
+    def _export(self, actor: Actor, holding_id: str, out: Path, fmt: str | None, *,
+                overwrite: bool) -> tuple[Holding, int | None]:
         actor.require(Permission.HOLDINGS_EXPORT, "export holdings")
-        holding = self.get(actor, holding_id)
-        key = self._data_key(holding)
+        holding = self._get(actor, holding_id)
+        if holding.kind == DATASET:
+            fmt = (fmt or out.suffix.lstrip(".") or "csv").lower()
+            if fmt not in EXPORT_FORMATS:
+                raise UsageError(f"Unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}.")
+        elif fmt not in (None, "original"):
+            raise UsageError("A document is exported as the original file; leave out --format.")
+        key = self._data_key(actor, holding)
         if holding.kind == DOCUMENT:
-            if fmt not in (None, "original"):
-                raise UsageError("A document is exported as the original file; leave out --format.")
             if out.exists() and not overwrite:
                 raise Conflict(f"{out} already exists; choose another file name.")
             if out.parts[:2] in (("/", "proc"), ("/", "dev")):
@@ -189,36 +216,38 @@ class HoldingStore:
             else:
                 open_sealed_to_file(self._blob(holding), key, out, overwrite=overwrite)
             return holding, None
-        fmt = (fmt or out.suffix.lstrip(".") or "csv").lower()
-        if fmt not in EXPORT_FORMATS:
-            raise UsageError(f"Unknown export format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}.")
+        assert fmt is not None
         rows = export_table(self._blob(holding), key, out, fmt, overwrite=overwrite)
         return holding, rows
 
     def shred(self, actor: Actor, holding_id: str) -> Holding:
         """Destroy the holding's data key (crypto-shredding), then its encrypted bytes."""
-        actor.require(Permission.HOLDINGS_SHRED, "shred holdings")
-        holding = self.get(actor, holding_id)
-        if holding.shredded:
-            raise Shredded(_shredded_message(holding))
-        with self.engine.begin() as conn:
-            self.register.destroy_data_key(conn, actor.org_id, holding.key_id)
-            conn.execute(update(t.holdings).where(
-                t.holdings.c.id == holding_id, t.holdings.c.org_id == actor.org_id,
-            ).values(shredded_at=self.clock(), shredded_by=actor.name))
-        self.scrub()
-        self._blob(holding).unlink(missing_ok=True)
-        return self.get(actor, holding_id)
+        with self.audit.event(actor, "holding.shred", holding_id):
+            actor.require(Permission.HOLDINGS_SHRED, "shred holdings")
+            holding = self._get(actor, holding_id)
+            if holding.shredded:
+                raise Shredded(_shredded_message(holding))
+            with self.engine.begin() as conn:
+                self.register.destroy_data_key(conn, actor.org_id, holding.key_id)
+                conn.execute(update(t.holdings).where(
+                    t.holdings.c.id == holding_id, t.holdings.c.org_id == actor.org_id,
+                ).values(shredded_at=self.clock(), shredded_by=actor.name))
+            self.scrub()
+            self._blob(holding).unlink(missing_ok=True)
+            self.audit.append(actor.org_id, actor.name, "key.destroy", holding.key_id,
+                              details={"purpose": "data", "holding": holding_id})
+            return self._get(actor, holding_id)
 
     def _blob(self, holding: Holding) -> Path:
         return self.layout.home / holding.blob
 
-    def _data_key(self, holding: Holding) -> bytes:
+    def _data_key(self, actor: Actor, holding: Holding) -> bytes:
         if holding.shredded:
             raise Shredded(_shredded_message(holding))
         key = self.register.unwrap_data_key(holding.org_id, holding.key_id, self.keystore(holding.org_id))
         if key is None:
             raise Shredded(f"Holding {holding.id} cannot be read: its data key has been destroyed.")
+        self.audit.append(actor.org_id, actor.name, "key.unwrap", holding.key_id, details={"holding": holding.id})
         return key
 
 

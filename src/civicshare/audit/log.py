@@ -1,0 +1,250 @@
+"""The audit log's storage: append, query, checkpoints and proofs, for every organisation on a node.
+
+Appending is one call from the core (``append``, or the ``event`` block that logs the outcome of a use
+case, refusals included). Each append runs in its own short transaction: it takes the log's head row
+first (``UPDATE ... RETURNING``), so concurrent writers, in this process or others, queue rather
+than race, and indexes never repeat or skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, tuple_
+
+from civicshare.access import Actor
+from civicshare.audit.entry import FAILED, OK, REFUSED, AuditEntry
+from civicshare.audit.merkle import Frontier, consistency_proof, inclusion_proof, leaf_hash, root_at
+from civicshare.audit.note import Checkpoint, sign_note, verifier_key
+from civicshare.clock import Clock, iso
+from civicshare.db import tables as t
+from civicshare.errors import CivicshareError, ConfigError, UsageError
+
+PROOF_VERSION = 1
+Node = tuple[int, int]
+
+# The append path runs for every event, so it talks to the database driver directly with statements
+# prepared once per dialect: building and executing SQLAlchemy expressions per call cost six times what
+# the database itself did. Values go through SQLAlchemy's own type processors, so what is stored is
+# exactly what the rest of the code reads back.
+_TAKE_HEAD = "UPDATE audit_heads SET size = size + 1 WHERE org_id = :org RETURNING size, frontier"
+_ADD_ENTRY = (
+    "INSERT INTO audit_entries (org_id, idx, entry, root_after, time, actor, action, object, outcome) "
+    "VALUES (:org, :idx, :entry, :root, :time, :actor, :action, :object, :outcome)"
+)
+_ADD_NODE = "INSERT INTO audit_nodes (org_id, level, idx, hash) VALUES (:org, :level, :idx, :hash)"
+_SET_FRONTIER = "UPDATE audit_heads SET frontier = :frontier WHERE org_id = :org"
+
+
+class _Statements:
+    def __init__(self, engine: Engine) -> None:
+        # sqlite3 takes :name parameters as they are; psycopg takes %(name)s.
+        if engine.dialect.name == "sqlite":
+            convert = lambda sql: sql  # noqa: E731
+        elif engine.dialect.name == "postgresql":
+            convert = lambda sql: re.sub(r":(\w+)", r"%(\1)s", sql)  # noqa: E731
+        else:
+            raise ConfigError(f"The audit log does not support {engine.dialect.name} databases.")
+        self.take_head, self.add_entry, self.add_node, self.set_frontier = (
+            convert(sql) for sql in (_TAKE_HEAD, _ADD_ENTRY, _ADD_NODE, _SET_FRONTIER))
+        self.time = t.audit_entries.c.time.type.bind_processor(engine.dialect) or (lambda v: v)
+        self.binary = t.audit_entries.c.entry.type.bind_processor(engine.dialect) or (lambda v: v)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def origin_for(org_id: str) -> str:
+    return f"civicshare/audit/{org_id}"
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    org_id: str
+    size: int
+    root_hash: bytes
+    note: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"organisation": self.org_id, "tree_size": self.size, "root_hash": b64(self.root_hash),
+                "note": self.note, "created": iso(self.created_at)}
+
+
+class AuditLog:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._sql = _Statements(engine)
+
+    # Writing -----------------------------------------------------------------------------------
+
+    def create(self, conn: Connection, org_id: str) -> None:
+        """Start an empty log for a new organisation, inside its creating transaction."""
+        conn.execute(insert(t.audit_heads).values(org_id=org_id, origin=origin_for(org_id), size=0,
+                                                  frontier=b""))
+
+    def append(self, org_id: str, actor: str, action: str, obj: str | None = None, outcome: str = OK,
+               details: Mapping[str, Any] | None = None) -> int:
+        """Append one event to the organisation's log and return its index."""
+        sql, binary = self._sql, self._sql.binary
+        with self.engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql.take_head, {"org": org_id})
+                head = cursor.fetchone()
+                if head is None:
+                    raise ConfigError(f"Organisation {org_id} has no audit log.")
+                size, stored_frontier = head
+                index = size - 1
+                entry = AuditEntry(self.clock(), actor, org_id, action, obj, outcome, dict(details or {}), index)
+                data = entry.canonical()
+                frontier = Frontier.from_bytes(index, bytes(stored_frontier))
+                leaf = leaf_hash(data)
+                nodes = [(0, index, leaf), *frontier.append(leaf)]
+                cursor.execute(sql.add_entry, {
+                    "org": org_id, "idx": index, "entry": binary(data), "root": binary(frontier.root()),
+                    "time": sql.time(entry.time), "actor": actor, "action": action, "object": obj,
+                    "outcome": outcome})
+                cursor.executemany(sql.add_node, [
+                    {"org": org_id, "level": level, "idx": idx, "hash": binary(digest)}
+                    for level, idx, digest in nodes])
+                cursor.execute(sql.set_frontier, {"org": org_id, "frontier": binary(frontier.to_bytes())})
+            finally:
+                cursor.close()
+        return index
+
+    @contextmanager
+    def event(self, actor: Actor, action: str, obj: str | None = None,
+              **details: Any) -> Iterator[dict[str, Any]]:
+        """Log the outcome of the enclosed block: ok, refused (with the reason) or failed.
+
+        The block may add to the yielded details (for example the id of what it created).
+        """
+        extra: dict[str, Any] = dict(details)
+        try:
+            yield extra
+        except CivicshareError as exc:
+            obj = extra.pop("object", obj)
+            self.append(actor.org_id, actor.name, action, obj, REFUSED,
+                        {**extra, "code": exc.code, "reason": exc.message})
+            raise
+        except Exception as exc:
+            obj = extra.pop("object", obj)
+            self.append(actor.org_id, actor.name, action, obj, FAILED, {**extra, "error": type(exc).__name__})
+            raise
+        obj = extra.pop("object", obj)
+        self.append(actor.org_id, actor.name, action, obj, OK, {k: v for k, v in extra.items() if v is not None})
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def head(self, org_id: str) -> tuple[str, int, Frontier]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.audit_heads).where(t.audit_heads.c.org_id == org_id)).first()
+        if row is None:
+            raise ConfigError(f"Organisation {org_id} has no audit log.")
+        return row.origin, row.size, Frontier.from_bytes(row.size, row.frontier)
+
+    def entries(self, org_id: str, *, obj: str | None = None, actor: str | None = None,
+                since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        query = select(t.audit_entries.c.idx, t.audit_entries.c.entry).where(t.audit_entries.c.org_id == org_id)
+        if obj is not None:
+            query = query.where(t.audit_entries.c.object == obj)
+        if actor is not None:
+            query = query.where(t.audit_entries.c.actor == actor)
+        if since is not None:
+            query = query.where(t.audit_entries.c.time >= since)
+        query = query.order_by(t.audit_entries.c.idx)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [AuditEntry.from_canonical(row.entry, row.idx) for row in conn.execute(query)]
+
+    def _lookup(self, org_id: str) -> Callable[[set[Node]], Mapping[Node, bytes]]:
+        def lookup(wanted: set[Node]) -> Mapping[Node, bytes]:
+            if not wanted:
+                return {}
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(t.audit_nodes.c.level, t.audit_nodes.c.idx, t.audit_nodes.c.hash).where(
+                    t.audit_nodes.c.org_id == org_id,
+                    tuple_(t.audit_nodes.c.level, t.audit_nodes.c.idx).in_(sorted(wanted))))
+                return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+        return lookup
+
+    def _size(self, org_id: str, size: int | None) -> int:
+        current = self.head(org_id)[1]
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise UsageError(f"The audit log of {org_id} has {current} entries; a tree size of {size} is not possible.")
+        return size
+
+    def inclusion(self, org_id: str, index: int, size: int | None = None) -> dict[str, Any]:
+        """An inclusion proof for entry ``index`` in the tree of ``size`` entries (default: all)."""
+        size = self._size(org_id, size)
+        if not 0 <= index < size:
+            raise UsageError(f"There is no entry {index} in a tree of {size} entries.")
+        lookup = self._lookup(org_id)
+        with self.engine.connect() as conn:
+            data = conn.execute(select(t.audit_entries.c.entry).where(
+                t.audit_entries.c.org_id == org_id, t.audit_entries.c.idx == index)).scalar_one()
+        return {
+            "version": PROOF_VERSION, "type": "inclusion", "origin": origin_for(org_id), "index": index,
+            "tree_size": size, "leaf_hash": b64(leaf_hash(bytes(data))), "root_hash": b64(root_at(size, lookup)),
+            "hashes": [b64(h) for h in inclusion_proof(index, size, lookup)],
+            "entry": bytes(data).decode("utf-8"), "checkpoint": self._note_at(org_id, size),
+        }
+
+    def consistency(self, org_id: str, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+        """A consistency proof that the tree of ``new_size`` extends the tree of ``old_size``."""
+        new_size = self._size(org_id, new_size)
+        if not 0 < old_size <= new_size:
+            raise UsageError(f"A consistency proof needs 0 < from <= to (to is at most {new_size}).")
+        lookup = self._lookup(org_id)
+        return {
+            "version": PROOF_VERSION, "type": "consistency", "origin": origin_for(org_id),
+            "from": old_size, "to": new_size, "from_root": b64(root_at(old_size, lookup)),
+            "to_root": b64(root_at(new_size, lookup)),
+            "hashes": [b64(h) for h in consistency_proof(old_size, new_size, lookup)],
+            "from_checkpoint": self._note_at(org_id, old_size), "to_checkpoint": self._note_at(org_id, new_size),
+        }
+
+    # Checkpoints -------------------------------------------------------------------------------
+
+    def checkpoint(self, org_id: str, public_key: bytes, sign: Callable[[bytes], bytes]) -> SignedCheckpoint:
+        """Sign a checkpoint of the log as it is now (or return the one already signed at this size)."""
+        origin, size, frontier = self.head(org_id)
+        existing = self.checkpoints(org_id, size=size)
+        if existing:
+            return existing[0]
+        body = Checkpoint(origin, size, frontier.root()).body()
+        note = sign_note(body, origin, public_key, sign)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.audit_checkpoints).values(org_id=org_id, size=size, root_hash=frontier.root(),
+                                                           note=note, created_at=now))
+        return SignedCheckpoint(org_id, size, frontier.root(), note, now)
+
+    def checkpoints(self, org_id: str, *, size: int | None = None) -> list[SignedCheckpoint]:
+        query = select(t.audit_checkpoints).where(t.audit_checkpoints.c.org_id == org_id)
+        if size is not None:
+            query = query.where(t.audit_checkpoints.c.size == size)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.audit_checkpoints.c.size))
+            return [SignedCheckpoint(r.org_id, r.size, bytes(r.root_hash), r.note, r.created_at) for r in rows]
+
+    def _note_at(self, org_id: str, size: int) -> str | None:
+        found = self.checkpoints(org_id, size=size)
+        return found[0].note if found else None
+
+    def verifier_key(self, org_id: str, public_key: bytes) -> str:
+        """The key a partner pins to check this organisation's checkpoints (C2SP signed-note format)."""
+        return verifier_key(origin_for(org_id), public_key)
