@@ -54,11 +54,15 @@ def upgrade() -> None:
         sa.Column("note", sa.Text, nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
-    # Organisations created before the audit log start with an empty one.
-    op.execute(
-        "INSERT INTO audit_heads (org_id, origin, size, frontier) "
-        "SELECT id, 'civicshare/audit/' || id, 0, '' FROM organisations"
-    )
+    # Organisations created before the audit log start with an empty one. Bound parameters keep the
+    # empty frontier a binary value on every backend (a '' literal is text in SQLite).
+    bind = op.get_bind()
+    heads = sa.table("audit_heads", sa.column("org_id", sa.String), sa.column("origin", sa.String),
+                     sa.column("size", sa.BigInteger), sa.column("frontier", sa.LargeBinary))
+    orgs = bind.execute(sa.text("SELECT id FROM organisations")).scalars().all()
+    if orgs:
+        bind.execute(heads.insert(), [{"org_id": o, "origin": f"civicshare/audit/{o}", "size": 0,
+                                       "frontier": b""} for o in orgs])
 
 
 def downgrade() -> None:

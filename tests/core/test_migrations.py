@@ -1,0 +1,45 @@
+"""Schema migrations: a database made by an older release upgrades in place, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from civicshare.db import open_database
+from civicshare.db.backends import MIGRATIONS
+from civicshare.db.tables import audit_heads
+
+
+def _upgrade(db, revision: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def test_upgrade_from_0001_gives_existing_organisations_an_empty_audit_log(tmp_path: Path,
+                                                                         db_url: str | None) -> None:
+    url = db_url or f"sqlite:///{tmp_path / 'old.db'}"
+    db = open_database(url, migrate=False)
+    _upgrade(db, "0001")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES ('old-council', 'Old', :t)"),
+                     {"t": datetime(2026, 1, 1, tzinfo=UTC)})
+    db.migrate()  # what every open does
+    db.migrate()  # and doing it twice changes nothing
+    with db.engine.connect() as conn:
+        head = conn.execute(audit_heads.select()).one()
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert (head.org_id, head.size, bytes(head.frontier), head.origin) == (
+        "old-council", 0, b"", "civicshare/audit/old-council")
+    assert version == "0002"
+    from civicshare.audit import AuditLog
+
+    log = AuditLog(db.engine, lambda: datetime(2026, 1, 2, tzinfo=UTC))
+    assert log.append("old-council", "operator", "holding.view", "h_1") == 0
+    db.dispose()
