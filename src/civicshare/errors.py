@@ -159,7 +159,7 @@ class AuditTampered(IntegrityError):
     code = "audit_tampered"
 
     def __init__(self, message: str, *, index: int) -> None:
-        super().__init__(f"The audit log does not verify at index {index}: {message}.")
+        super().__init__(f"The audit log does not verify at index {index}: {message.rstrip('.')}.")
         self.index = index
 
     def to_json(self) -> dict[str, Any]:

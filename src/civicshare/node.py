@@ -21,7 +21,7 @@ from civicshare.config import Layout, NodeConfig, check_org_id, sqlite_url
 from civicshare.crypto import FileKeystore, KdfParams, Keystore
 from civicshare.db import Database, open_database
 from civicshare.db import tables as t
-from civicshare.errors import ConfigError, Conflict, KeystoreLocked, NotFound, UsageError
+from civicshare.errors import ConfigError, Conflict, KeystoreLocked, NotFound, PermissionDenied, UsageError
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
 from civicshare.users import User, Users
@@ -63,7 +63,7 @@ class Node:
     @classmethod
     def init(cls, home: Path, org_id: str, name: str, *, url: str | None = None, db_url: str | None = None,
              passphrase: PassphraseSource, clock: Clock = system_clock, rng: Rng = system_rng,
-             kdf: KdfParams | None = None) -> Node:
+             kdf: KdfParams | None = None, by: str = "operator") -> Node:
         """Create a new node home hosting one organisation. Refuses to touch an existing home."""
         check_org_id(org_id)
         layout = Layout(Path(home).resolve())
@@ -80,7 +80,7 @@ class Node:
                 if conn.execute(select(t.organisations.c.id)).first() is not None:
                     raise Conflict(f"The database {db.safe_url} already belongs to another node home.")
             node = cls(layout, config, db, passphrase=passphrase, clock=clock, rng=rng, kdf=kdf)
-            node.add_organisation(org_id, name, url=url)
+            node.add_organisation(org_id, name, url=url, by=by)
         except BaseException:
             # Leave nothing half-made behind: a failed init can be run again.
             if created_home:
@@ -259,38 +259,47 @@ class Node:
 
     # Audit -------------------------------------------------------------------------------------
 
+    def _require_audit(self, actor: Actor, doing: str) -> None:
+        """Refusals are logged; allowed reads are not, or every checkpoint would grow the log it signs."""
+        try:
+            actor.require(Permission.AUDIT_READ, doing)
+        except PermissionDenied as exc:
+            self.audit.append(actor.org_id, actor.name, "audit.read", None, "refused",
+                              {"code": exc.code, "reason": exc.message})
+            raise
+
     def audit_entries(self, actor: Actor, *, obj: str | None = None, by: str | None = None,
                       since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
         """Who touched what, when: the organisation's audit entries, filtered."""
-        actor.require(Permission.AUDIT_READ, "read the audit log")
+        self._require_audit(actor, "read the audit log")
         return self.audit.entries(actor.org_id, obj=obj, actor=by, since=since, limit=limit)
 
     def audit_checkpoint(self, actor: Actor) -> SignedCheckpoint:
         """Sign a checkpoint of the organisation's log as it stands (C2SP tlog-checkpoint)."""
-        actor.require(Permission.AUDIT_READ, "sign audit checkpoints")
+        self._require_audit(actor, "sign audit checkpoints")
         key_id, public = self.keys.signing_key(actor.org_id)
         store = self.keystore(actor.org_id)
         return self.audit.checkpoint(actor.org_id, public, lambda data: store.sign(key_id, data))
 
     def audit_checkpoints(self, actor: Actor) -> list[SignedCheckpoint]:
-        actor.require(Permission.AUDIT_READ, "read the audit log")
+        self._require_audit(actor, "read the audit log")
         return self.audit.checkpoints(actor.org_id)
 
     def audit_inclusion(self, actor: Actor, index: int, size: int | None = None) -> dict[str, Any]:
-        actor.require(Permission.AUDIT_READ, "read the audit log")
+        self._require_audit(actor, "read the audit log")
         return self.audit.inclusion(actor.org_id, index, size)
 
     def audit_consistency(self, actor: Actor, old_size: int, new_size: int | None = None) -> dict[str, Any]:
-        actor.require(Permission.AUDIT_READ, "read the audit log")
+        self._require_audit(actor, "read the audit log")
         return self.audit.consistency(actor.org_id, old_size, new_size)
 
     def audit_verify(self, actor: Actor, saved_checkpoints: list[str] | None = None) -> VerifyReport:
         """Recompute the whole log and check every checkpoint; raises AuditTampered naming the index."""
-        actor.require(Permission.AUDIT_READ, "verify the audit log")
+        self._require_audit(actor, "verify the audit log")
         _key_id, public = self.keys.signing_key(actor.org_id)
         return verify_log(self.audit, actor.org_id, public, saved_checkpoints)
 
     def audit_verifier_key(self, actor: Actor) -> str:
         """The key partners pin to check this organisation's checkpoints."""
-        actor.require(Permission.AUDIT_READ, "read the audit log")
+        self._require_audit(actor, "read the audit log")
         return self.audit.verifier_key(actor.org_id, self.keys.signing_key(actor.org_id)[1])

@@ -14,7 +14,7 @@ from civicshare.access import Role
 from civicshare.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from civicshare.audit.note import Checkpoint, open_note
 from civicshare.db import tables as t
-from civicshare.errors import AuditTampered, PermissionDenied
+from civicshare.errors import AuditTampered, InvalidInput, PermissionDenied
 from civicshare.node import Node
 from tests.conftest import PASSPHRASE, actor, write_csv
 
@@ -224,10 +224,10 @@ def test_forged_or_foreign_checkpoint_is_refused(node: Node) -> None:
     _grow(node, 3)
     note = node.audit_checkpoint(ADMIN).note
     forged = note.replace(note.splitlines()[1], str(int(note.splitlines()[1]) + 1), 1)
-    with pytest.raises(AuditTampered, match="not a valid signed checkpoint"):
+    with pytest.raises(InvalidInput, match="not a signed checkpoint of north-wold"):
         node.audit_verify(ADMIN, [forged])
     south = node.audit_checkpoint(actor("south-fen", Role.ADMIN)).note
-    with pytest.raises(AuditTampered):
+    with pytest.raises(InvalidInput):
         node.audit_verify(ADMIN, [south])
 
 
@@ -251,3 +251,26 @@ def test_concurrent_writers_never_skip_or_repeat(node: Node, home: Path) -> None
     entries = node.audit_entries(ADMIN)
     assert [e.index for e in entries] == list(range(before + 120))
     assert node.audit_verify(ADMIN).size == before + 120
+
+
+def test_concurrent_checkpoint_signers_agree(node: Node, home: Path) -> None:
+    _grow(node, 5)
+    signers = [Node.open(home, passphrase=PASSPHRASE) for _ in range(4)]
+    notes: list[str] = []
+    errors: list[BaseException] = []
+
+    def sign(n: Node) -> None:
+        try:
+            notes.append(n.audit_checkpoint(ADMIN).note)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign, args=(s,)) for s in signers]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for s in signers:
+        s.close()
+    assert errors == [] and len(set(notes)) == 1
+    assert len(node.audit_checkpoints(ADMIN)) == 1

@@ -29,6 +29,7 @@ ACTIONS = {
     "token.create": "an API token was issued",
     "login": "a user signed in",
     "login.failed": "a sign-in or API token was refused",
+    "audit.read": "the audit log was read (only refusals are logged)",
 }
 
 

@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor
 from civicshare.audit.entry import FAILED, OK, REFUSED, AuditEntry
@@ -24,7 +25,7 @@ from civicshare.audit.merkle import Frontier, consistency_proof, inclusion_proof
 from civicshare.audit.note import Checkpoint, sign_note, verifier_key
 from civicshare.clock import Clock, iso
 from civicshare.db import tables as t
-from civicshare.errors import CivicshareError, ConfigError, UsageError
+from civicshare.errors import CivicshareError, ConfigError, NotFound, UsageError
 
 PROOF_VERSION = 1
 Node = tuple[int, int]
@@ -160,6 +161,8 @@ class AuditLog:
         if actor is not None:
             query = query.where(t.audit_entries.c.actor == actor)
         if since is not None:
+            # Times are stored in UTC; a time without a zone is taken as UTC too.
+            since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
             query = query.where(t.audit_entries.c.time >= since)
         query = query.order_by(t.audit_entries.c.idx)
         if limit is not None:
@@ -183,15 +186,19 @@ class AuditLog:
         current = self.head(org_id)[1]
         if size is None:
             return current
-        if not 0 <= size <= current:
-            raise UsageError(f"The audit log of {org_id} has {current} entries; a tree size of {size} is not possible.")
+        if size < 0:
+            raise UsageError("A tree size cannot be negative.")
+        if size > current:
+            raise NotFound(f"The audit log of {org_id} has {current} entries; there is no tree of {size}.")
         return size
 
     def inclusion(self, org_id: str, index: int, size: int | None = None) -> dict[str, Any]:
         """An inclusion proof for entry ``index`` in the tree of ``size`` entries (default: all)."""
         size = self._size(org_id, size)
-        if not 0 <= index < size:
-            raise UsageError(f"There is no entry {index} in a tree of {size} entries.")
+        if index < 0:
+            raise UsageError("An entry index cannot be negative.")
+        if index >= size:
+            raise NotFound(f"There is no entry {index} in the audit log of {org_id} at size {size}.")
         lookup = self._lookup(org_id)
         with self.engine.connect() as conn:
             data = conn.execute(select(t.audit_entries.c.entry).where(
@@ -228,9 +235,13 @@ class AuditLog:
         body = Checkpoint(origin, size, frontier.root()).body()
         note = sign_note(body, origin, public_key, sign)
         now = self.clock()
-        with self.engine.begin() as conn:
-            conn.execute(insert(t.audit_checkpoints).values(org_id=org_id, size=size, root_hash=frontier.root(),
-                                                           note=note, created_at=now))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.audit_checkpoints).values(org_id=org_id, size=size, root_hash=frontier.root(),
+                                                               note=note, created_at=now))
+        except SAIntegrityError:
+            # Another signer got there first at this size; theirs is just as good.
+            return self.checkpoints(org_id, size=size)[0]
         return SignedCheckpoint(org_id, size, frontier.root(), note, now)
 
     def checkpoints(self, org_id: str, *, size: int | None = None) -> list[SignedCheckpoint]:

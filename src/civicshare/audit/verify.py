@@ -21,7 +21,7 @@ from civicshare.audit.log import AuditLog, b64, origin_for
 from civicshare.audit.merkle import Frontier, leaf_hash, root_at
 from civicshare.audit.note import Checkpoint, open_note
 from civicshare.db import tables as t
-from civicshare.errors import AuditTampered, CivicshareError
+from civicshare.errors import AuditTampered, CivicshareError, InvalidInput
 
 BATCH = 5000
 
@@ -62,7 +62,12 @@ def verify_log(log: AuditLog, org_id: str, public_key: bytes, extra_notes: list[
                                 index=min(parsed.size, stored.size))
         expected[parsed.size] = (parsed.root_hash, f"the checkpoint signed at {stored.created_at:%Y-%m-%d %H:%M}")
     for n, note in enumerate(extra_notes or []):
-        parsed = _checkpoint(note, origin, public_key, f"saved checkpoint {n + 1}")
+        try:
+            parsed = Checkpoint.parse(open_note(note, origin, public_key))
+        except CivicshareError as exc:
+            # A bad file says nothing about the log; it is refused as input, not reported as tampering.
+            raise InvalidInput(f"Saved checkpoint {n + 1} is not a signed checkpoint of {org_id}'s audit log: "
+                               f"{exc.message}") from None
         expected[parsed.size] = (parsed.root_hash, f"the saved checkpoint of size {parsed.size}")
 
     frontier = Frontier()

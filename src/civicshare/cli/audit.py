@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from civicshare.cli.context import STATE, out, print_json, print_table
+from civicshare.cli.context import STATE, err, out, print_json, print_table
 from civicshare.cli.org import OrgOpt
 from civicshare.errors import UsageError
 
@@ -58,8 +58,9 @@ def audit_checkpoint(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
         if json_out:
             print_json({**signed.to_json(), "verifier_key": key})
             return
+        # Only the signed note goes to standard output, so `audit checkpoint > FILE` saves a valid note.
         out.print(signed.note, end="", markup=False)
-        out.print(f"\nCheck it with the verifier key: {key}", markup=False)
+        err.print(f"Check it with the verifier key: {key}", markup=False)
 
 
 @audit_app.command("proof")

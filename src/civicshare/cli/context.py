@@ -43,6 +43,11 @@ class State:
     def operator(self, node: Node, org: str | None) -> Actor:
         return Actor.operator(node.resolve_org(org), _os_user())
 
+    @staticmethod
+    def operator_name() -> str:
+        """How the audit log names whoever runs a command at this node's shell."""
+        return Actor.operator("-", _os_user()).name
+
 
 STATE = State()
 

@@ -30,7 +30,7 @@ def init(
 ) -> None:
     """Create a new node home hosting ORG, with its database, blob store and keys."""
     home = STATE.home_path()
-    node = Node.init(home, org, name, url=url, db_url=db, passphrase=new_passphrase)
+    node = Node.init(home, org, name, url=url, db_url=db, passphrase=new_passphrase, by=STATE.operator_name())
     with node:
         records = node.keys.list(org)
         if json_out:
@@ -51,7 +51,7 @@ def org_add(
 ) -> None:
     """Host another organisation on this node, with keys of its own."""
     with STATE.node() as node:
-        created = node.add_organisation(org, name, url=url)
+        created = node.add_organisation(org, name, url=url, by=STATE.operator_name())
         if json_out:
             print_json(created.to_json())
         else:
@@ -83,7 +83,7 @@ def user_add(
     parsed = parse_role(role)
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     with STATE.node() as node:
-        user, token = node.add_user(node.resolve_org(org), name, parsed, password)
+        user, token = node.add_user(node.resolve_org(org), name, parsed, password, by=STATE.operator_name())
         if json_out:
             print_json({"id": user.id, "organisation": user.org_id, "name": user.name,
                         "role": user.role.value, "token": token})
