@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor
@@ -25,7 +25,7 @@ from civicshare.audit.merkle import Frontier, consistency_proof, inclusion_proof
 from civicshare.audit.note import Checkpoint, sign_note, verifier_key
 from civicshare.clock import Clock, iso
 from civicshare.db import tables as t
-from civicshare.errors import CivicshareError, ConfigError, NotFound, UsageError
+from civicshare.errors import CivicshareError, ConfigError, IntegrityError, NotFound, UsageError
 
 PROOF_VERSION = 1
 Node = tuple[int, int]
@@ -45,17 +45,17 @@ _SET_FRONTIER = "UPDATE audit_heads SET frontier = :frontier WHERE org_id = :org
 
 class _Statements:
     def __init__(self, engine: Engine) -> None:
-        # sqlite3 takes :name parameters as they are; psycopg takes %(name)s.
-        if engine.dialect.name == "sqlite":
-            convert = lambda sql: sql  # noqa: E731
-        elif engine.dialect.name == "postgresql":
-            convert = lambda sql: re.sub(r":(\w+)", r"%(\1)s", sql)  # noqa: E731
-        else:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ConfigError(f"The audit log does not support {engine.dialect.name} databases.")
+        self.pyformat = engine.dialect.name == "postgresql"
         self.take_head, self.add_entry, self.add_node, self.set_frontier = (
-            convert(sql) for sql in (_TAKE_HEAD, _ADD_ENTRY, _ADD_NODE, _SET_FRONTIER))
+            self.convert(sql) for sql in (_TAKE_HEAD, _ADD_ENTRY, _ADD_NODE, _SET_FRONTIER))
         self.time = t.audit_entries.c.time.type.bind_processor(engine.dialect) or (lambda v: v)
         self.binary = t.audit_entries.c.entry.type.bind_processor(engine.dialect) or (lambda v: v)
+
+    def convert(self, sql: str) -> str:
+        """sqlite3 takes :name parameters as they are; psycopg takes %(name)s."""
+        return re.sub(r":(\w+)", r"%(\1)s", sql) if self.pyformat else sql
 
 
 def b64(data: bytes) -> str:
@@ -96,30 +96,35 @@ class AuditLog:
                details: Mapping[str, Any] | None = None) -> int:
         """Append one event to the organisation's log and return its index."""
         sql, binary = self._sql, self._sql.binary
-        with self.engine.begin() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql.take_head, {"org": org_id})
-                head = cursor.fetchone()
-                if head is None:
-                    raise ConfigError(f"Organisation {org_id} has no audit log.")
-                size, stored_frontier = head
-                index = size - 1
-                entry = AuditEntry(self.clock(), actor, org_id, action, obj, outcome, dict(details or {}), index)
-                data = entry.canonical()
-                frontier = Frontier.from_bytes(index, bytes(stored_frontier))
-                leaf = leaf_hash(data)
-                nodes = [(0, index, leaf), *frontier.append(leaf)]
-                cursor.execute(sql.add_entry, {
-                    "org": org_id, "idx": index, "entry": binary(data), "root": binary(frontier.root()),
-                    "time": sql.time(entry.time), "actor": actor, "action": action, "object": obj,
-                    "outcome": outcome})
-                cursor.executemany(sql.add_node, [
-                    {"org": org_id, "level": level, "idx": idx, "hash": binary(digest)}
-                    for level, idx, digest in nodes])
-                cursor.execute(sql.set_frontier, {"org": org_id, "frontier": binary(frontier.to_bytes())})
-            finally:
-                cursor.close()
+        # A pooled driver connection, without SQLAlchemy's connection and transaction objects around it.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql.take_head, {"org": org_id})
+            head = cursor.fetchone()
+            if head is None:
+                raise ConfigError(f"Organisation {org_id} has no audit log.")
+            size, stored_frontier = head
+            index = size - 1
+            entry = AuditEntry(self.clock(), actor, org_id, action, obj, outcome, dict(details or {}), index)
+            data = entry.canonical()
+            frontier = Frontier.from_bytes(index, bytes(stored_frontier))
+            leaf = leaf_hash(data)
+            nodes = [(0, index, leaf), *frontier.append(leaf)]
+            cursor.execute(sql.add_entry, {
+                "org": org_id, "idx": index, "entry": binary(data), "root": binary(frontier.root()),
+                "time": sql.time(entry.time), "actor": actor, "action": action, "object": obj,
+                "outcome": outcome})
+            cursor.executemany(sql.add_node, [
+                {"org": org_id, "level": level, "idx": idx, "hash": binary(digest)} for level, idx, digest in nodes])
+            cursor.execute(sql.set_frontier, {"org": org_id, "frontier": binary(frontier.to_bytes())})
+            cursor.close()
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
         return index
 
     @contextmanager
@@ -171,57 +176,96 @@ class AuditLog:
             return [AuditEntry.from_canonical(row.entry, row.idx) for row in conn.execute(query)]
 
     def _lookup(self, org_id: str) -> Callable[[set[Node]], Mapping[Node, bytes]]:
+        """Fetch stored subtree hashes by (level, index), remembering them for the next call.
+
+        Each wanted node is its own primary-key point lookup, joined with UNION ALL, which both SQLite and
+        PostgreSQL answer from the index; a row-value IN list, or one WHERE with ORs, made SQLite scan.
+        """
+        cache: dict[Node, bytes] = {}
+
         def lookup(wanted: set[Node]) -> Mapping[Node, bytes]:
-            if not wanted:
-                return {}
-            with self.engine.connect() as conn:
-                rows = conn.execute(select(t.audit_nodes.c.level, t.audit_nodes.c.idx, t.audit_nodes.c.hash).where(
-                    t.audit_nodes.c.org_id == org_id,
-                    tuple_(t.audit_nodes.c.level, t.audit_nodes.c.idx).in_(sorted(wanted))))
-                return {(row.level, row.idx): bytes(row.hash) for row in rows}
+            missing = sorted(wanted - cache.keys())
+            # SQLite allows at most 500 terms in one compound SELECT; a proof needs a few dozen.
+            for start in range(0, len(missing), 200):
+                self._fetch_nodes(org_id, missing[start:start + 200], cache)
+            return {node: cache[node] for node in wanted if node in cache}
 
         return lookup
 
-    def _size(self, org_id: str, size: int | None) -> int:
-        current = self.head(org_id)[1]
+    def _fetch_nodes(self, org_id: str, missing: list[Node], cache: dict[Node, bytes]) -> None:
+        if not missing:
+            return
+        sql = " UNION ALL ".join(
+            f"SELECT level, idx, hash FROM audit_nodes WHERE org_id = :org AND level = :l{n} AND idx = :i{n}"
+            for n in range(len(missing)))
+        params: dict[str, Any] = {"org": org_id}
+        for n, (level, idx) in enumerate(missing):
+            params[f"l{n}"], params[f"i{n}"] = level, idx
+        for level, idx, digest in self._query(sql, params):
+            cache[(level, idx)] = bytes(digest)
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self._sql.convert(sql), params)
+            rows = [tuple(row) for row in cursor.fetchall()]
+            cursor.close()
+            raw.commit()
+            return rows
+        finally:
+            raw.close()
+
+    def _proof_context(self, org_id: str, size: int | None, *sizes: int) -> tuple[int, bytes, dict[int, str]]:
+        """The tree size to prove against (default: all), the log's current root, and checkpoint notes."""
+        head = self._query("SELECT size, frontier FROM audit_heads WHERE org_id = :org", {"org": org_id})
+        if not head:
+            raise ConfigError(f"Organisation {org_id} has no audit log.")
+        current, frontier = head[0][0], Frontier.from_bytes(head[0][0], bytes(head[0][1]))
         if size is None:
-            return current
-        if size < 0:
+            size = current
+        elif size < 0:
             raise UsageError("A tree size cannot be negative.")
-        if size > current:
+        elif size > current:
             raise NotFound(f"The audit log of {org_id} has {current} entries; there is no tree of {size}.")
-        return size
+        wanted = {size, *sizes}
+        marks = ", ".join(f":s{n}" for n in range(len(wanted)))
+        notes = self._query(f"SELECT size, note FROM audit_checkpoints WHERE org_id = :org AND size IN ({marks})",
+                            {"org": org_id, **{f"s{n}": v for n, v in enumerate(sorted(wanted))}})
+        return size, frontier.root() if size == current else b"", {int(n): str(note) for n, note in notes}
 
     def inclusion(self, org_id: str, index: int, size: int | None = None) -> dict[str, Any]:
         """An inclusion proof for entry ``index`` in the tree of ``size`` entries (default: all)."""
-        size = self._size(org_id, size)
+        size, root, notes = self._proof_context(org_id, size)
         if index < 0:
             raise UsageError("An entry index cannot be negative.")
         if index >= size:
             raise NotFound(f"There is no entry {index} in the audit log of {org_id} at size {size}.")
         lookup = self._lookup(org_id)
-        with self.engine.connect() as conn:
-            data = conn.execute(select(t.audit_entries.c.entry).where(
-                t.audit_entries.c.org_id == org_id, t.audit_entries.c.idx == index)).scalar_one()
+        rows = self._query("SELECT entry FROM audit_entries WHERE org_id = :org AND idx = :idx",
+                           {"org": org_id, "idx": index})
+        if not rows:
+            raise IntegrityError(f"Audit entry {index} of {org_id} is missing; run 'civicshare audit verify'.")
+        data = bytes(rows[0][0])
+        hashes = inclusion_proof(index, size, lookup)
         return {
             "version": PROOF_VERSION, "type": "inclusion", "origin": origin_for(org_id), "index": index,
-            "tree_size": size, "leaf_hash": b64(leaf_hash(bytes(data))), "root_hash": b64(root_at(size, lookup)),
-            "hashes": [b64(h) for h in inclusion_proof(index, size, lookup)],
-            "entry": bytes(data).decode("utf-8"), "checkpoint": self._note_at(org_id, size),
+            "tree_size": size, "leaf_hash": b64(leaf_hash(data)), "root_hash": b64(root or root_at(size, lookup)),
+            "hashes": [b64(h) for h in hashes], "entry": data.decode("utf-8"), "checkpoint": notes.get(size),
         }
 
     def consistency(self, org_id: str, old_size: int, new_size: int | None = None) -> dict[str, Any]:
         """A consistency proof that the tree of ``new_size`` extends the tree of ``old_size``."""
-        new_size = self._size(org_id, new_size)
+        new_size, root, notes = self._proof_context(org_id, new_size, old_size)
         if not 0 < old_size <= new_size:
             raise UsageError(f"A consistency proof needs 0 < from <= to (to is at most {new_size}).")
         lookup = self._lookup(org_id)
+        hashes = consistency_proof(old_size, new_size, lookup)
         return {
             "version": PROOF_VERSION, "type": "consistency", "origin": origin_for(org_id),
             "from": old_size, "to": new_size, "from_root": b64(root_at(old_size, lookup)),
-            "to_root": b64(root_at(new_size, lookup)),
-            "hashes": [b64(h) for h in consistency_proof(old_size, new_size, lookup)],
-            "from_checkpoint": self._note_at(org_id, old_size), "to_checkpoint": self._note_at(org_id, new_size),
+            "to_root": b64(root or root_at(new_size, lookup)), "hashes": [b64(h) for h in hashes],
+            "from_checkpoint": notes.get(old_size), "to_checkpoint": notes.get(new_size),
         }
 
     # Checkpoints -------------------------------------------------------------------------------
@@ -251,10 +295,6 @@ class AuditLog:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(t.audit_checkpoints.c.size))
             return [SignedCheckpoint(r.org_id, r.size, bytes(r.root_hash), r.note, r.created_at) for r in rows]
-
-    def _note_at(self, org_id: str, size: int) -> str | None:
-        found = self.checkpoints(org_id, size=size)
-        return found[0].note if found else None
 
     def verifier_key(self, org_id: str, public_key: bytes) -> str:
         """The key a partner pins to check this organisation's checkpoints (C2SP signed-note format)."""
