@@ -25,16 +25,21 @@ class Permission(StrEnum):
     KEYS_EXPORT = "keys.export"
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
+    PARTNERS_READ = "partners.read"
+    PARTNERS_MANAGE = "partners.manage"
 
 
 _ALL = frozenset(Permission)
 _WORK = frozenset({Permission.HOLDINGS_READ, Permission.HOLDINGS_IMPORT, Permission.HOLDINGS_EXPORT})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    # Only an administrator pins partners: that decides whom data may go to.
     Role.ADMIN: _ALL,
     # A data protection officer answers erasure requests and oversees key custody.
-    Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ},
-    Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ},
+    Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
+                       Permission.PARTNERS_READ},
+    Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
+                                   Permission.PARTNERS_READ},
     Role.CASEWORKER: _WORK,
 }
 

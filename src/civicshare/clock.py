@@ -24,6 +24,11 @@ def new_id(prefix: str, rng: Rng) -> str:
     return prefix + "_" + base64.b32encode(rng(10)).decode("ascii").lower()
 
 
+def utc(moment: datetime) -> datetime:
+    """The moment as an aware UTC datetime; SQLite hands stored times back without a zone, meaning UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with seconds, the one way times are shown to users."""
     if moment is None:

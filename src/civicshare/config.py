@@ -13,11 +13,12 @@ from civicshare.errors import ConfigError, UsageError
 
 CONFIG_NAME = "civicshare.toml"
 CONFIG_VERSION = 1
-ORG_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+ORG_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 
 
 def check_org_id(org_id: str) -> str:
-    if not ORG_ID_RE.match(org_id):
+    # fullmatch: with match and $, a trailing newline would slip through.
+    if not ORG_ID_RE.fullmatch(org_id):
         raise UsageError(
             f"Organisation id {org_id!r} is not valid: use 2 to 63 lower-case letters, digits and hyphens, "
             "such as 'north-wold-dc'."

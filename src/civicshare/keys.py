@@ -124,6 +124,13 @@ class KeyRegister:
             public = conn.execute(select(t.keys.c.public).where(t.keys.c.id == key_id)).scalar_one()
         return key_id, base64.b64decode(public.removeprefix("ed25519:"))
 
+    def age_recipient(self, org_id: str) -> tuple[str, str]:
+        """The id and ``age1...`` recipient of the organisation's active receiving key."""
+        with self.engine.connect() as conn:
+            key_id = self.current(conn, org_id, RECEIVING)
+            public = conn.execute(select(t.keys.c.public).where(t.keys.c.id == key_id)).scalar_one()
+        return key_id, str(public)
+
     def destroyed_ids(self, org_id: str) -> set[str]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.keys.c.id).where(t.keys.c.org_id == org_id,

@@ -22,6 +22,8 @@ from civicshare.crypto import FileKeystore, KdfParams, Keystore
 from civicshare.db import Database, open_database
 from civicshare.db import tables as t
 from civicshare.errors import ConfigError, Conflict, KeystoreLocked, NotFound, PermissionDenied, UsageError
+from civicshare.exchange.card import CARD_VALIDITY, Card, key_text, make_card
+from civicshare.exchange.partners import Partner, PartnerBook
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
 from civicshare.users import User, Users
@@ -57,6 +59,7 @@ class Node:
         self.users = Users(db.engine, clock, rng, self.audit)
         self.keys = KeyRegister(db.engine, clock, rng)
         self.holdings = HoldingStore(db.engine, layout, self.keys, self.audit, self.keystore, clock, rng, db.scrub)
+        self.partner_book = PartnerBook(db.engine, self.audit, clock)
 
     # Opening and creating ----------------------------------------------------------------------
 
@@ -303,3 +306,30 @@ class Node:
         """The key partners pin to check this organisation's checkpoints."""
         self._require_audit(actor, "read the audit log")
         return self.audit.verifier_key(actor.org_id, self.keys.signing_key(actor.org_id)[1])
+
+    # Cards and partners ------------------------------------------------------------------------
+
+    def card(self, actor: Actor) -> dict[str, Any]:
+        """The organisation's signed card, valid for a year from now. Any user may hand it out."""
+        with self.audit.event(actor, "card.issue", actor.org_id) as event:
+            org = self.organisation(actor.org_id)
+            key_id, public = self.keys.signing_key(org.id)
+            _receiving, recipient = self.keys.age_recipient(org.id)
+            base = (self.config.url or "").rstrip("/")
+            now = self.clock().replace(microsecond=0)
+            card = Card(org.id, org.name, f"{base}/orgs/{org.id}" if base else None, public, recipient,
+                        self.audit.verifier_key(org.id, public), now, now + CARD_VALIDITY)
+            store = self.keystore(org.id)
+            document = make_card(card, key_id, lambda data: store.sign(key_id, data))
+            event.update(signing_key=key_text(public), valid_until=document["body"]["valid_until"])
+            return document
+
+    def add_partner(self, actor: Actor, card_text: str | bytes, *, replace: bool = False) -> Partner:
+        """Verify a partner's card and pin it; a different signing key needs ``replace=True``."""
+        return self.partner_book.add(actor, card_text, replace=replace)
+
+    def partners(self, actor: Actor) -> list[Partner]:
+        return self.partner_book.list(actor)
+
+    def partner(self, actor: Actor, org_id: str) -> Partner:
+        return self.partner_book.get(actor, org_id)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from civicshare.db import open_database
 from civicshare.db.backends import MIGRATIONS
-from civicshare.db.tables import audit_heads
+from civicshare.db.tables import audit_heads, partners
 
 
 def _upgrade(db, revision: str) -> None:  # type: ignore[no-untyped-def]
@@ -37,9 +37,23 @@ def test_upgrade_from_0001_gives_existing_organisations_an_empty_audit_log(tmp_p
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert (head.org_id, head.size, bytes(head.frontier), head.origin) == (
         "old-council", 0, b"", "civicshare/audit/old-council")
-    assert version == "0002"
+    assert version == "0003"
     from civicshare.audit import AuditLog
 
     log = AuditLog(db.engine, lambda: datetime(2026, 1, 2, tzinfo=UTC))
     assert log.append("old-council", "operator", "holding.view", "h_1") == 0
+    db.dispose()
+
+
+def test_upgrade_from_0002_adds_an_empty_partner_table(tmp_path: Path, db_url: str | None) -> None:
+    url = db_url or f"sqlite:///{tmp_path / 'old.db'}"
+    db = open_database(url, migrate=False)
+    _upgrade(db, "0002")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES ('old-council', 'Old', :t)"),
+                     {"t": datetime(2026, 1, 1, tzinfo=UTC)})
+    db.migrate()
+    with db.engine.connect() as conn:
+        assert conn.execute(partners.select()).all() == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
     db.dispose()

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicshare import __version__
-from civicshare.api import audit, holdings, keys
+from civicshare.api import audit, holdings, keys, partners
 from civicshare.api.auth import NodeDep
 from civicshare.errors import AuthenticationFailed, CivicshareError, Problem
 from civicshare.node import Node
@@ -128,6 +128,7 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.include_router(holdings.router, prefix="/v1")
     app.include_router(keys.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
+    app.include_router(partners.router, prefix="/v1")
 
     @app.get("/healthz", tags=["health"])
     def healthz(node: NodeDep) -> JSONResponse:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from civicshare.canonical import canonical_json
 from civicshare.errors import IntegrityError, UsageError
 
 ENTRY_VERSION = 1
@@ -30,6 +31,8 @@ ACTIONS = {
     "login": "a user signed in",
     "login.failed": "a sign-in or API token was refused",
     "audit.read": "the audit log was read (only refusals are logged)",
+    "card.issue": "the organisation's card was signed and handed out",
+    "partner.add": "a partner's card was pinned, refreshed or its key replaced",
 }
 
 
@@ -80,7 +83,7 @@ class AuditEntry:
             "v": ENTRY_VERSION, "time": _time_text(self.time), "actor": self.actor, "org": self.org_id,
             "action": self.action, "object": self.object, "outcome": self.outcome, "details": self.details,
         }
-        return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return canonical_json(record)
 
     @classmethod
     def from_canonical(cls, data: bytes, index: int) -> AuditEntry:

@@ -13,6 +13,7 @@ from civicshare.cli import audit as audit_cmds
 from civicshare.cli import holdings as holdings_cmds
 from civicshare.cli import keys as keys_cmds
 from civicshare.cli import org as org_cmds
+from civicshare.cli import partners as partner_cmds
 from civicshare.cli.context import STATE, err, out, print_json
 from civicshare.errors import CivicshareError, UsageError
 
@@ -28,8 +29,10 @@ app.add_typer(keys_cmds.keys_app, name="keys")
 app.add_typer(org_cmds.user_app, name="user")
 app.add_typer(holdings_cmds.holdings_app, name="holdings")
 app.add_typer(audit_cmds.audit_app, name="audit")
+app.add_typer(partner_cmds.partner_app, name="partner")
 org_cmds.register(app)
 holdings_cmds.register(app)
+partner_cmds.register(app)
 
 
 def _version(value: bool) -> None:

@@ -148,3 +148,24 @@ audit_checkpoints = Table(
     Column("note", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Partners an organisation trusts: cards pinned by hand (later also found in trusted directories).
+partners = Table(
+    "partners",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("partner_id", String(63), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("endpoint", String(500)),
+    Column("signing_key", String(100), nullable=False),
+    Column("age_recipient", String(100), nullable=False),
+    Column("audit_verifier_key", String(200), nullable=False),
+    # The signed card itself, so anyone can re-verify what was pinned.
+    Column("card", Text, nullable=False),
+    Column("issued", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_by", String(200), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)

@@ -1,0 +1,1 @@
+"""Exchange between organisations: signed documents, cards, pinned partners (later directories, receipts)."""
