@@ -13,7 +13,8 @@ from typing import Any
 from civicshare.errors import InvalidInput
 
 
-def _check(value: Any, path: str) -> None:
+def check_json(value: Any, path: str) -> None:
+    """Refuse anything canonical JSON cannot spell the same way everywhere, naming where it is."""
     # bool is a subclass of int, so whole numbers and booleans pass together.
     if value is None or isinstance(value, str | int):
         return
@@ -21,13 +22,13 @@ def _check(value: Any, path: str) -> None:
         raise InvalidInput(f"{path} is a number with a fraction; signed documents carry whole numbers only.")
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]")
+            check_json(item, f"{path}[{i}]")
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{path} has a key that is not text ({key!r}).")
-            _check(item, f"{path}.{key}")
+            check_json(item, f"{path}.{key}")
         return
     raise InvalidInput(f"{path} holds a {type(value).__name__}; only text, whole numbers, booleans, null, "
                        "lists and objects can be signed.")
@@ -36,7 +37,7 @@ def _check(value: Any, path: str) -> None:
 def canonical_json(obj: Any) -> bytes:
     """The canonical bytes of ``obj``; InvalidInput for floats, non-text keys or other types."""
     try:
-        _check(obj, "the value")
+        check_json(obj, "the value")
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except RecursionError:
         raise InvalidInput("The value is nested too deeply.") from None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from civicshare.canonical import canonical_json
+from civicshare.canonical import canonical_json, check_json
 from civicshare.errors import IntegrityError, UsageError
 
 ENTRY_VERSION = 1
@@ -42,23 +42,6 @@ def _time_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _check_details(value: Any, path: str = "details") -> None:
-    """Details are plain JSON without floats, so their canonical bytes never vary."""
-    if value is None or isinstance(value, bool | int | str):
-        return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check_details(item, f"{path}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise UsageError(f"audit {path} keys must be text")
-            _check_details(item, f"{path}.{key}")
-        return
-    raise UsageError(f"audit {path} holds a {type(value).__name__}; only text, whole numbers, booleans and lists")
-
-
 @dataclass(frozen=True)
 class AuditEntry:
     time: datetime
@@ -75,7 +58,7 @@ class AuditEntry:
             raise UsageError(f"audit outcome must be one of {', '.join(OUTCOMES)}")
         if self.action not in ACTIONS and "." not in self.action:
             raise UsageError(f"unknown audit action {self.action!r}")
-        _check_details(self.details)
+        check_json(self.details, "the audit details")
 
     def canonical(self) -> bytes:
         """The exact bytes hashed into the tree: sorted keys, no spaces, UTF-8 (JCS for this shape)."""
