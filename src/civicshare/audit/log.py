@@ -179,7 +179,8 @@ class AuditLog:
         """Fetch stored subtree hashes by (level, index), remembering them for the next call.
 
         Each wanted node is its own primary-key point lookup, joined with UNION ALL, which both SQLite and
-        PostgreSQL answer from the index; a row-value IN list, or one WHERE with ORs, made SQLite scan.
+        PostgreSQL answer from the index; with a row-value IN list SQLite used only the org_id part of the
+        key and scanned every node of the organisation (about 0.5 s per proof at 1,000,000 entries).
         """
         cache: dict[Node, bytes] = {}
 
