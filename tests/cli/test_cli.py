@@ -89,6 +89,7 @@ def test_user_add_prints_token_once_and_rotate(initialised: Cli) -> None:
 
 def test_export_age_identity(initialised: Cli, tmp_path: Path) -> None:
     out = tmp_path / "identity.txt"
-    assert initialised("keys", "export", "--age-identity", "--out", str(out)).code == 0
+    exported = initialised("keys", "export", "--age-identity", "--out", str(out))
+    assert exported.code == 0 and "Warning" in exported.err and "audit log" in exported.err
     assert "AGE-SECRET-KEY-1" in out.read_text()
     assert out.stat().st_mode & 0o777 == 0o600

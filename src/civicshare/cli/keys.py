@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from civicshare.cli.context import STATE, out, print_json, print_table
+from civicshare.cli.context import STATE, err, out, print_json, print_table
 from civicshare.cli.org import OrgOpt
 from civicshare.clock import iso
 from civicshare.errors import UsageError
@@ -63,4 +63,7 @@ def keys_export(
         raise UsageError("Say which key to export: --age-identity.")
     with STATE.node() as node:
         key_id = node.export_age_identity(STATE.operator(node, org), out_file)
-        out.print(f"Wrote age identity {key_id} to {out_file}. Keep it as safe as the keystore itself.")
+        out.print(f"Wrote age identity {key_id} to {out_file}.", markup=False)
+        err.print(f"Warning: {out_file} can open every package sealed to this organisation, outside civicshare "
+                  "and without the passphrase. Keep it as safe as the keystore, delete it when done; the export "
+                  "is in the audit log.", markup=False)
