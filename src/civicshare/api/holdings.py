@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import io
 import os
-import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -34,7 +33,7 @@ from starlette.requests import ClientDisconnect
 from civicshare.access import Actor
 from civicshare.api.auth import ActorDep, NodeDep
 from civicshare.errors import CivicshareError, TooLarge, UsageError
-from civicshare.holdings.store import DOCUMENT, PARQUET_MEDIA_TYPE, Holding
+from civicshare.holdings.store import DOCUMENT, MEDIA_TYPE_RE, PARQUET_MEDIA_TYPE, Holding
 from civicshare.memfile import memory_file
 from civicshare.node import Node
 
@@ -48,10 +47,6 @@ EXPORT_MEDIA_TYPES = {
     "parquet": PARQUET_MEDIA_TYPE,
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-
-# type/subtype with optional parameters (RFC 6838 and RFC 9110), printable ASCII only.
-_MEDIA_TYPE = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+([ \t]*;[ \t]*[\w!#$&^.+-]+=(\"[ -~]*\"|[\w!#$&^.+-]+))*",
-                         re.ASCII)
 
 FormatQuery = Annotated[str | None, Query(alias="format", description="csv, jsonl, parquet or xlsx")]
 
@@ -254,7 +249,7 @@ def export_holding(holding_id: str, actor: ActorDep, node: NodeDep, fmt: FormatQ
         body = io.FileIO(os.dup(fd), "rb")
     if holding.kind == DOCUMENT:
         # The type the uploader gave, if it is one; never a string that could break the header.
-        valid = _MEDIA_TYPE.fullmatch(holding.media_type)
+        valid = MEDIA_TYPE_RE.match(holding.media_type)
         media_type, filename = holding.media_type if valid else "application/octet-stream", holding.name
     else:
         fmt = (fmt or "csv").lower()  # the core has checked it, and chose csv when it was left out

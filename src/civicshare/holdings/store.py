@@ -27,7 +27,7 @@ from civicshare.crypto import (
 )
 from civicshare.db import tables as t
 from civicshare.errors import Conflict, NotFound, Shredded, UsageError
-from civicshare.holdings.tabular import detect_format, export_table, import_table, read_rows
+from civicshare.holdings.tabular import detect_format, export_table, import_table
 from civicshare.keys import KeyRegister
 
 DATASET, DOCUMENT = "dataset", "document"
@@ -115,14 +115,6 @@ class HoldingStore:
         if row is None:
             raise NotFound(f"No holding {holding_id!r} in organisation {actor.org_id}.")
         return _holding(row)
-
-    def preview(self, actor: Actor, holding_id: str, limit: int = 10) -> tuple[list[str], list[tuple[Any, ...]]]:
-        with self.audit.event(actor, "holding.view", holding_id, rows_shown=limit):
-            actor.require(Permission.HOLDINGS_EXPORT, "read the contents of holdings")
-            holding = self._get(actor, holding_id)
-            if holding.kind != DATASET:
-                raise UsageError(f"Holding {holding_id} is a document; only datasets have rows to preview.")
-            return read_rows(self._blob(holding), self._data_key(actor, holding), limit=limit)
 
     # Import ------------------------------------------------------------------------------------
 
