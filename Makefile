@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: all install demo test bench lint postgres docs clean
+.PHONY: all install demo test bench lint postgres tools docs clean
 
 all: test
 
@@ -31,10 +31,16 @@ postgres:
 	fi
 	@pg_isready -h 127.0.0.1 -p 5432 || echo "PostgreSQL is not reachable; its tests will be skipped (or fail under CI=true)."
 
-test: install postgres
+# The standard `age` tool (interoperability tests, the share benchmark's baseline) and curl.
+tools:
+	@if ! command -v age >/dev/null || ! command -v curl >/dev/null; then \
+	  apt-get update && apt-get install -y age curl; \
+	fi
+
+test: install postgres tools
 	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q
 
-bench: install postgres
+bench: install postgres tools
 	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) benchmarks/run_all.py
 
 lint: install

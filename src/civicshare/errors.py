@@ -166,3 +166,38 @@ class AuditTampered(IntegrityError):
         body = super().to_json()
         body["error"]["index"] = self.index
         return body
+
+
+class UnknownSender(SecurityError):
+    """A node-to-node request from an organisation that is neither pinned nor in a trusted directory."""
+
+    code = "unknown_sender"
+    http_status = 403
+
+
+class PartnerRevoked(SecurityError):
+    """The organisation has been revoked by a directory this organisation trusts."""
+
+    code = "partner_revoked"
+    http_status = 403
+
+
+class SignatureRefused(AuthenticationFailed):
+    """A node-to-node request whose HTTP message signature is missing, malformed, expired or forged."""
+
+    code = "bad_signature"
+    http_status = 401
+
+
+class Replayed(SecurityError):
+    """A node-to-node request that was already seen (its nonce was used before)."""
+
+    code = "replayed"
+    http_status = 409
+
+
+class Unreachable(CivicshareError):
+    """A partner's node could not be reached or answered with a fault; the transfer is retried."""
+
+    code = "unreachable"
+    http_status = 502

@@ -11,7 +11,9 @@ from sqlalchemy import text
 
 from civicshare.db import open_database
 from civicshare.db.backends import MIGRATIONS
-from civicshare.db.tables import audit_heads, partners
+from civicshare.db.tables import audit_heads, inbound, partners, transfers, trusted_directories
+
+HEAD = "0004"
 
 
 def _upgrade(db, revision: str) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +39,7 @@ def test_upgrade_from_0001_gives_existing_organisations_an_empty_audit_log(tmp_p
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert (head.org_id, head.size, bytes(head.frontier), head.origin) == (
         "old-council", 0, b"", "civicshare/audit/old-council")
-    assert version == "0003"
+    assert version == HEAD
     from civicshare.audit import AuditLog
 
     log = AuditLog(db.engine, lambda: datetime(2026, 1, 2, tzinfo=UTC))
@@ -55,5 +57,17 @@ def test_upgrade_from_0002_adds_an_empty_partner_table(tmp_path: Path, db_url: s
     db.migrate()
     with db.engine.connect() as conn:
         assert conn.execute(partners.select()).all() == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+    db.dispose()
+
+
+def test_upgrade_from_0003_adds_empty_exchange_tables(tmp_path: Path, db_url: str | None) -> None:
+    url = db_url or f"sqlite:///{tmp_path / 'old.db'}"
+    db = open_database(url, migrate=False)
+    _upgrade(db, "0003")
+    db.migrate()
+    with db.engine.connect() as conn:
+        for table in (transfers, inbound, trusted_directories):
+            assert conn.execute(table.select()).all() == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
     db.dispose()

@@ -33,6 +33,19 @@ ACTIONS = {
     "audit.read": "the audit log was read (only refusals are logged)",
     "card.issue": "the organisation's card was signed and handed out",
     "partner.add": "a partner's card was pinned, refreshed or its key replaced",
+    "directory.create": "this node began operating a federation directory",
+    "directory.member": "an organisation's card was added to the operated directory",
+    "directory.revoke": "an organisation was revoked in the operated directory",
+    "directory.publish": "a new signed edition of the operated directory was published",
+    "directory.trust": "a federation directory was trusted, or a newer edition of it accepted",
+    "exchange.refused": "a request from another node was refused (unknown, revoked, forged or replayed)",
+    "transfer.create": "a transfer was sealed and put in the outbox",
+    "transfer.send": "a delivery attempt of a transfer was made",
+    "transfer.delivered": "the recipient's signed receipt was verified and the transfer marked delivered",
+    "transfer.failed": "a transfer was given up as failed permanently",
+    "transfer.receive": "a transfer arrived, was checked and stored as a new holding",
+    "transfer.refused": "an arriving transfer or part was refused",
+    "witness.checkpoint": "a partner's signed audit checkpoint was received and kept",
 }
 
 

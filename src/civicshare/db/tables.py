@@ -169,3 +169,87 @@ partners = Table(
     Column("source", String(20), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+# Federation directories an organisation trusts: the operator's key is pinned on first use.
+trusted_directories = Table(
+    "trusted_directories",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("source", String(500), nullable=False),
+    Column("operator_key", String(100), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("issued", DateTime(timezone=True), nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("added_by", String(200), nullable=False),
+)
+
+# Nonces of signed node-to-node requests seen recently, so a replayed request is refused.
+seen_nonces = Table(
+    "seen_nonces",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("nonce", String(100), primary_key=True),
+    Column("sender", String(63), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_seen_nonces_expiry", "expires_at"),
+)
+
+# The sender's outbox and ledger: one row per transfer, persisted before anything is sent.
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("holding_id", String(40), nullable=False),
+    Column("recipient", String(63), nullable=False),
+    Column("agreement_id", String(100)),
+    Column("route", String(20), nullable=False),
+    Column("state", String(30), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("payload", String(300)),
+    Column("size", BigInteger, nullable=False),
+    Column("bytes_sent", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("failed_reason", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("receipt", Text),
+    Index("ix_transfers_org_state", "org_id", "state"),
+)
+
+# The recipient's side: one row per transfer arriving or arrived. The key makes delivery exactly once.
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("transfer_id", String(40), primary_key=True),
+    Column("sender", String(63), nullable=False),
+    Column("route", String(20), nullable=False),
+    Column("state", String(30), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("bytes_received", BigInteger, nullable=False),
+    Column("holding_id", String(40)),
+    Column("receipt", Text),
+    Column("refused_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+# Checkpoints of other organisations' audit logs that this organisation has seen and keeps (witnessing).
+witnessed_checkpoints = Table(
+    "witnessed_checkpoints",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("subject", String(63), primary_key=True),
+    Column("size", BigInteger, primary_key=True),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
