@@ -59,6 +59,19 @@ class Layout:
     def blob_dir(self, org_id: str) -> Path:
         return self.blobs_dir / org_id
 
+    def outbox_dir(self, org_id: str) -> Path:
+        """Sealed payloads waiting to be delivered: ciphertext only, sealed to the recipient."""
+        return self.home / "outbox" / org_id
+
+    def staging_dir(self, org_id: str) -> Path:
+        """Parts of arriving transfers: ciphertext only, until the transfer is opened and stored."""
+        return self.home / "staging" / org_id
+
+    @property
+    def directory_dir(self) -> Path:
+        """The workspace of a federation directory this node operates (if any)."""
+        return self.home / "directory"
+
     def make_dirs(self) -> None:
         for path in (self.home, self.keys_dir, self.blobs_dir, self.work_dir):
             path.mkdir(parents=True, exist_ok=True)
