@@ -16,14 +16,25 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from civicshare.access import Actor, Permission, Role
 from civicshare.audit import AuditEntry, AuditLog, VerifyReport, verify_log
 from civicshare.audit.log import SignedCheckpoint
+from civicshare.audit.witness import WitnessBook, read_checkpoint
 from civicshare.clock import Clock, Rng, iso, system_clock, system_rng
 from civicshare.config import Layout, NodeConfig, check_org_id, sqlite_url
 from civicshare.crypto import FileKeystore, KdfParams, Keystore
 from civicshare.db import Database, open_database
 from civicshare.db import tables as t
-from civicshare.errors import ConfigError, Conflict, KeystoreLocked, NotFound, PermissionDenied, UsageError
+from civicshare.errors import (
+    CivicshareError,
+    ConfigError,
+    Conflict,
+    KeystoreLocked,
+    NotFound,
+    PermissionDenied,
+    UsageError,
+)
+from civicshare.exchange import witnessing
 from civicshare.exchange.card import CARD_VALIDITY, Card, key_text, make_card
 from civicshare.exchange.partners import Partner, PartnerBook
+from civicshare.exchange.witnessing import PartnerWitness
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
 from civicshare.users import User, Users
@@ -60,6 +71,7 @@ class Node:
         self.keys = KeyRegister(db.engine, clock, rng)
         self.holdings = HoldingStore(db.engine, layout, self.keys, self.audit, self.keystore, clock, rng, db.scrub)
         self.partner_book = PartnerBook(db.engine, self.audit, clock)
+        self.witnesses = WitnessBook(db.engine, self.audit, clock)
 
     # Opening and creating ----------------------------------------------------------------------
 
@@ -296,11 +308,34 @@ class Node:
         self._require_audit(actor, "read the audit log")
         return self.audit.consistency(actor.org_id, old_size, new_size)
 
-    def audit_verify(self, actor: Actor, saved_checkpoints: list[str] | None = None) -> VerifyReport:
-        """Recompute the whole log and check every checkpoint; raises AuditTampered naming the index."""
+    def audit_verify(self, actor: Actor, saved_checkpoints: list[str] | None = None, *,
+                     witnesses: bool = False) -> VerifyReport:
+        """Recompute the whole log and check every checkpoint; raises AuditTampered naming the index.
+
+        With ``witnesses``, every trusted partner is also asked for the checkpoints of this log it
+        kept, and the log must match each of them. The report says per partner how many were checked
+        or why it could not be asked; a partner's note that is not a checkpoint of this log signed
+        with this organisation's key is reported against that partner, not counted.
+        """
         self._require_audit(actor, "verify the audit log")
         _key_id, public = self.keys.signing_key(actor.org_id)
-        return verify_log(self.audit, actor.org_id, public, saved_checkpoints)
+        notes = list(saved_checkpoints or [])
+        answers: list[PartnerWitness] = []
+        if witnesses:
+            answers = witnessing.gather(self, actor.org_id)
+            verifier = self.audit.verifier_key(actor.org_id, public)
+            for answer in answers:
+                try:
+                    for note in answer.notes:
+                        read_checkpoint(note, actor.org_id, verifier)
+                except CivicshareError as exc:
+                    answer.error = f"it handed back a checkpoint that is not ours: {exc.message}"
+                    answer.notes = []
+                notes.extend(answer.notes)
+        report = verify_log(self.audit, actor.org_id, public, notes)
+        if witnesses:
+            report.witnesses = [a.to_json() for a in answers]
+        return report
 
     def audit_verifier_key(self, actor: Actor) -> str:
         """The key partners pin to check this organisation's checkpoints."""

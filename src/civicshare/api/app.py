@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicshare import __version__
-from civicshare.api import audit, holdings, keys, partners
+from civicshare.api import audit, holdings, keys, partners, witness
 from civicshare.api.auth import NodeDep
 from civicshare.errors import AuthenticationFailed, CivicshareError, Problem
 from civicshare.node import Node
@@ -129,6 +129,7 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.include_router(keys.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(partners.router, prefix="/v1")
+    app.include_router(witness.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(node: NodeDep) -> JSONResponse:

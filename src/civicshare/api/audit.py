@@ -56,6 +56,11 @@ def consistency(actor: ActorDep, node: NodeDep, old: Annotated[int, Query(alias=
 def verify(actor: ActorDep, node: NodeDep,
            saved: Annotated[list[str] | None, Body(embed=True, alias="checkpoints",
                                                    description="Signed checkpoints saved earlier.")] = None,
+           witnesses: Annotated[bool, Body(embed=True, description="Also check partners' checkpoints.")] = False,
            ) -> dict[str, Any]:
-    """Recompute the log and check every checkpoint; a log that does not verify answers 500 audit_tampered."""
-    return node.audit_verify(actor, saved or []).to_json()
+    """Recompute the log and check every checkpoint; a log that does not verify answers 500 audit_tampered.
+
+    With ``witnesses``, every partner is asked for the checkpoints of this log it kept; the answer's
+    ``witnesses`` says per partner how many matched or why it could not be asked.
+    """
+    return node.audit_verify(actor, saved or [], witnesses=witnesses).to_json()

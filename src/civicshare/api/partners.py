@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from civicshare.api.auth import ActorDep, NodeDep
-from civicshare.errors import TooLarge, UsageError
+from civicshare.api.bodies import read_limited
 from civicshare.exchange.card import MAX_CARD_BYTES
 
 router = APIRouter(tags=["partners"])
@@ -39,18 +38,7 @@ def partner(org: str, actor: ActorDep, node: NodeDep) -> dict[str, Any]:
 
 async def _card_body(request: Request) -> bytes:
     """The raw body, so the core parses the card strictly; refused once it outgrows any card."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_CARD_BYTES:
-        raise TooLarge(f"A card is never more than {MAX_CARD_BYTES:,} bytes.")
-    data = bytearray()
-    try:
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_CARD_BYTES:
-                raise TooLarge(f"A card is never more than {MAX_CARD_BYTES:,} bytes.")
-    except ClientDisconnect:
-        raise UsageError("The request was interrupted before the card arrived.") from None
-    return bytes(data)
+    return await read_limited(request, MAX_CARD_BYTES, "A card")
 
 
 @router.post("/partners", status_code=201, openapi_extra=_CARD_BODY)

@@ -32,10 +32,15 @@ class VerifyReport:
     size: int
     root_hash: bytes
     checkpoints: list[int] = field(default_factory=list)
+    # With --witnesses: per partner, how many of its checkpoints of this log were checked, or why not.
+    witnesses: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"organisation": self.org_id, "verified": True, "tree_size": self.size,
-                "root_hash": b64(self.root_hash), "checkpoints_checked": self.checkpoints}
+        data: dict[str, Any] = {"organisation": self.org_id, "verified": True, "tree_size": self.size,
+                                "root_hash": b64(self.root_hash), "checkpoints_checked": self.checkpoints}
+        if self.witnesses is not None:
+            data["witnesses"] = self.witnesses
+        return data
 
 
 def _checkpoint(note: str, origin: str, public_key: bytes, where: str) -> Checkpoint:

@@ -10,7 +10,7 @@ import typer
 
 from civicshare.cli.context import STATE, err, out, print_json, print_table
 from civicshare.cli.org import OrgOpt
-from civicshare.errors import UsageError
+from civicshare.errors import Unreachable, UsageError
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -94,15 +94,28 @@ def audit_verify(
     checkpoint: Annotated[list[Path] | None, typer.Option(
         "--checkpoint", help="A signed checkpoint saved earlier (by you or a partner) to check the log against.",
         exists=True, dir_okay=False, readable=True)] = None,
+    witnesses: Annotated[bool, typer.Option(
+        "--witnesses", help="Also ask every partner for the checkpoints of this log it kept, and check them all."
+    )] = False,
     org: OrgOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute the log from its entries and check every checkpoint. Exit 1 names the first bad index."""
     notes = [path.read_text(encoding="utf-8") for path in checkpoint or []]
     with STATE.node() as node:
-        report = node.audit_verify(STATE.operator(node, org), notes)
+        report = node.audit_verify(STATE.operator(node, org), notes, witnesses=witnesses)
         if json_out:
             print_json(report.to_json())
         else:
             out.print(f"The audit log of {report.org_id} verifies: {report.size} entries, "
                       f"{len(report.checkpoints)} checkpoints checked.", markup=False)
+            for witness in report.witnesses or []:
+                if witness["error"]:
+                    out.print(f"  {witness['partner']}: not checked: {witness['error']}", markup=False)
+                else:
+                    out.print(f"  {witness['partner']}: {witness['checkpoints']} of its checkpoints match.",
+                              markup=False)
+        unasked = [w["partner"] for w in report.witnesses or [] if w["error"]]
+        if unasked:
+            raise Unreachable("The log could not be checked against the checkpoints of "
+                              + ", ".join(unasked) + " (see above); try again when they can be reached.")
