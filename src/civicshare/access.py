@@ -27,6 +27,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit.read"
     PARTNERS_READ = "partners.read"
     PARTNERS_MANAGE = "partners.manage"
+    TRANSFERS_SHARE = "transfers.share"
+    TRANSFERS_READ = "transfers.read"
 
 
 _ALL = frozenset(Permission)
@@ -37,9 +39,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ALL,
     # A data protection officer answers erasure requests and oversees key custody.
     Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
-                       Permission.PARTNERS_READ},
+                       Permission.PARTNERS_READ, Permission.TRANSFERS_READ},
+    # A records manager sends holdings to partners; the ledger of what was sent is theirs to read.
     Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
-                                   Permission.PARTNERS_READ},
+                                   Permission.PARTNERS_READ, Permission.TRANSFERS_SHARE,
+                                   Permission.TRANSFERS_READ},
     Role.CASEWORKER: _WORK,
 }
 

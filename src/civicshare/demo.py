@@ -1,4 +1,4 @@
-"""The scripted scenario behind ``civicshare demo``: two councils on one node, keys, holdings, shred.
+"""The scripted scenario behind ``civicshare demo``: three councils on two nodes, keys, holdings, sharing.
 
 Every step goes through the same ``Node`` the CLI and the API use, and every check raises on
 failure, so a demo that prints its summary has shown each promise holding.
@@ -20,7 +20,10 @@ from typing import Any
 
 from civicshare.access import Actor, Role
 from civicshare.audit.merkle import leaf_hash, verify_inclusion
-from civicshare.errors import CivicshareError, NotFound, Shredded
+from civicshare.demo_nodes import check as _check
+from civicshare.demo_nodes import free_port
+from civicshare.demo_share import run_share
+from civicshare.errors import NotFound, Shredded
 from civicshare.memfile import memory_file
 from civicshare.node import Node
 from civicshare.synthetic import RESIDENT_COLUMNS, residents_csv
@@ -30,15 +33,6 @@ NOTE = """Data sharing note (synthetic)
 North Wold District Council shares council tax records with South Fen Borough Council's revenues
 and benefits service under the shared-service agreement. This note is demo material only.
 """
-
-
-class DemoFailed(CivicshareError):
-    code = "demo_failed"
-
-
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise DemoFailed(f"Demo check failed: {what}")
 
 
 def run_demo(rows: int = 10_000, say: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -53,7 +47,9 @@ def run_demo(rows: int = 10_000, say: Callable[[str], None] | None = None) -> di
 
 def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> dict[str, Any]:
     passphrase = base64.urlsafe_b64encode(os.urandom(24)).decode()
-    node = Node.init(home, "north-wold", "North Wold District Council", passphrase=passphrase)
+    port_a, port_b = free_port(), free_port()
+    node = Node.init(home, "north-wold", "North Wold District Council", url=f"http://127.0.0.1:{port_a}",
+                     passphrase=passphrase)
     with node:
         node.add_organisation("south-fen", "South Fen Borough Council")
         say(f"Created a throwaway node home at {home} hosting north-wold and south-fen.")
@@ -101,6 +97,10 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
         except NotFound:
             say("South Fen cannot see North Wold's holdings: organisations on one node share nothing.")
 
+        say("")
+        shared = run_share(node, port_a, home.parent / "node-b", port_b, passphrase, dataset.id, document.id, say)
+        say("")
+
         node.shred(north, document.id)
         try:
             with memory_file("shredded") as (_fd, out):
@@ -122,11 +122,13 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
             f"proof ({len(proof['hashes'])} hashes) checks against the signed root.")
         _check(report.size == signed.size, "audit log verifies")
 
-        checks = ["round trip", "no plaintext under home", "rotation", "isolation", "shred", "audit log"]
+        checks = ["round trip", "no plaintext under home", "rotation", "isolation", *shared.checks, "shred",
+                  "audit log"]
         summary: dict[str, Any] = {
             "home": "(removed)", "organisations": [o.id for o in node.organisations()],
             "dataset": {"id": dataset.id, "rows": dataset.rows, "columns": len(RESIDENT_COLUMNS)},
             "document": {"id": document.id, "shredded": True},
+            "transfers": shared.transfers,
             "keys": len(node.key_register(admin)), "kek_rotated_to": new_kek,
             "audit": {"entries": signed.size, "root_hash": base64.b64encode(signed.root_hash).decode()},
             "checks": checks,

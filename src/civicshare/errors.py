@@ -189,11 +189,38 @@ class SignatureRefused(AuthenticationFailed):
     http_status = 401
 
 
+class DigestMismatch(SignatureRefused):
+    """A signed node-to-node request whose body does not match its signed Content-Digest."""
+
+    code = "digest_mismatch"
+
+
 class Replayed(SecurityError):
     """A node-to-node request that was already seen (its nonce was used before)."""
 
     code = "replayed"
     http_status = 409
+
+
+class NotForUs(SecurityError):
+    """A payload or manifest that is not sealed to, or not addressed to, this organisation."""
+
+    code = "not_for_us"
+    http_status = 422
+
+
+class ManifestRefused(SecurityError):
+    """A manifest that does not verify, or a second, different manifest for a transfer already begun."""
+
+    code = "manifest_refused"
+    http_status = 422
+
+
+class PartRefused(InvalidInput):
+    """A part of a transfer that is out of range or not the length its manifest says."""
+
+    code = "part_refused"
+    http_status = 422
 
 
 class Unreachable(CivicshareError):

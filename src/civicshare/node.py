@@ -33,7 +33,14 @@ from civicshare.errors import (
 )
 from civicshare.exchange import witnessing
 from civicshare.exchange.card import CARD_VALIDITY, Card, key_text, make_card
+from civicshare.exchange.client import PartnerClient
+from civicshare.exchange.directory import Directory, DirectoryOperator, OperatedDirectory, Revocation
+from civicshare.exchange.federation import Federation, TrustedDirectory
+from civicshare.exchange.gate import Gate
+from civicshare.exchange.nonces import NonceBook
 from civicshare.exchange.partners import Partner, PartnerBook
+from civicshare.exchange.transfers import Exchange, InboundTransfer, Transfer
+from civicshare.exchange.trust import Trust
 from civicshare.exchange.witnessing import PartnerWitness
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
@@ -71,7 +78,14 @@ class Node:
         self.keys = KeyRegister(db.engine, clock, rng)
         self.holdings = HoldingStore(db.engine, layout, self.keys, self.audit, self.keystore, clock, rng, db.scrub)
         self.partner_book = PartnerBook(db.engine, self.audit, clock)
+        self.nonces = NonceBook(db.engine)
+        self.trust = Trust(db.engine, clock)
+        self.gate = Gate(db.engine, self.audit, self.trust, self.nonces, clock)
+        self.federation = Federation(db.engine, self.audit, clock)
+        self.directory = DirectoryOperator(layout.directory_dir, self.audit, self._unlock_passphrase, clock, rng,
+                                           kdf=kdf)
         self.witnesses = WitnessBook(db.engine, self.audit, clock)
+        self.exchange = Exchange(self)
 
     # Opening and creating ----------------------------------------------------------------------
 
@@ -309,7 +323,7 @@ class Node:
         return self.audit.consistency(actor.org_id, old_size, new_size)
 
     def audit_verify(self, actor: Actor, saved_checkpoints: list[str] | None = None, *,
-                     witnesses: bool = False) -> VerifyReport:
+                     witnesses: bool = False, client_options: dict[str, Any] | None = None) -> VerifyReport:
         """Recompute the whole log and check every checkpoint; raises AuditTampered naming the index.
 
         With ``witnesses``, every trusted partner is also asked for the checkpoints of this log it
@@ -322,7 +336,7 @@ class Node:
         notes = list(saved_checkpoints or [])
         answers: list[PartnerWitness] = []
         if witnesses:
-            answers = witnessing.gather(self, actor.org_id)
+            answers = witnessing.gather(self, actor.org_id, **(client_options or {}))
             verifier = self.audit.verifier_key(actor.org_id, public)
             for answer in answers:
                 try:
@@ -368,3 +382,65 @@ class Node:
 
     def partner(self, actor: Actor, org_id: str) -> Partner:
         return self.partner_book.get(actor, org_id)
+
+    def partner_client(self, **kwargs: Any) -> PartnerClient:
+        """A client for signed requests to partners' nodes, signing with each organisation's key."""
+
+        def signer_for(org_id: str) -> Callable[[bytes], bytes]:
+            key_id, _public = self.keys.signing_key(org_id)
+            store = self.keystore(org_id)
+            return lambda data: store.sign(key_id, data)
+
+        return PartnerClient(self.trust, signer_for, self.clock, self.rng, **kwargs)
+
+    # Federation directories --------------------------------------------------------------------
+
+    def directory_init(self, actor: Actor, name: str) -> OperatedDirectory:
+        """Start operating a federation directory from this node (its operator key is made here)."""
+        return self.directory.init(actor, name)
+
+    def directory_add(self, actor: Actor, card_text: str | bytes) -> Card:
+        return self.directory.add(actor, card_text)
+
+    def directory_revoke(self, actor: Actor, org_id: str, reason: str = "") -> Revocation:
+        return self.directory.revoke(actor, org_id, reason)
+
+    def directory_publish(self, actor: Actor) -> Directory:
+        return self.directory.publish(actor)
+
+    def use_directory(self, actor: Actor, source: str, *,
+                      operator_key: str | None = None) -> tuple[TrustedDirectory, str]:
+        """Trust a directory (URL or file), pinning its operator key on first use."""
+        return self.federation.use(actor, source, operator_key=operator_key)
+
+    def trusted_directories(self, actor: Actor) -> list[TrustedDirectory]:
+        return self.federation.list(actor)
+
+    def trusted_directory(self, actor: Actor, name: str) -> tuple[TrustedDirectory, Directory]:
+        return self.federation.get(actor, name)
+
+    def refresh_directories(self) -> list[str]:
+        """Fetch every trusted directory again; returns ``org/name`` of those with a newer edition."""
+        return self.federation.refresh()
+
+    # Sharing holdings --------------------------------------------------------------------------
+
+    def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
+              out: Path | None = None) -> Transfer:
+        """Seal a holding for partner ``to`` and put it in the outbox (``out``: an offline package)."""
+        return self.exchange.share(actor, holding_id, to, agreement=agreement, out=out)
+
+    def transfers(self, actor: Actor) -> list[Transfer]:
+        """The ledger of transfers this organisation sent."""
+        return self.exchange.transfers(actor)
+
+    def transfer(self, actor: Actor, transfer_id: str) -> Transfer:
+        return self.exchange.transfer(actor, transfer_id)
+
+    def inbox(self, actor: Actor) -> list[InboundTransfer]:
+        """Transfers that arrived, or are arriving, for this organisation."""
+        return self.exchange.inbound(actor)
+
+    def receive(self, actor: Actor, path: Path, *, receipt_out: Path | None = None) -> dict[str, Any]:
+        """Import an offline package (writing its receipt), or take a receipt carried back."""
+        return self.exchange.receive(actor, path, receipt_out=receipt_out)

@@ -78,18 +78,18 @@ class Server:
                 self.proc.wait(10)
 
 
-def _start(home: Path, tmpdir: Path, extra: list[str]) -> Server:
+def _start(home: Path, tmpdir: Path, extra: list[str], port: int | None = None) -> Server:
     tmpdir.mkdir(parents=True, exist_ok=True)
     log = tmpdir.parent / f"server-{len(list(tmpdir.parent.glob('server-*.log')))}.log"
     # The server's own TMPDIR is watched by the tests: nothing may be spooled there.
     env = {**os.environ, "CIVICSHARE_PASSPHRASE": PASSPHRASE, "TMPDIR": str(tmpdir)}
     for _attempt in range(3):
-        port = _free_port()
+        chosen = port or _free_port()
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "civicshare", "--home", str(home), "serve", "--port", str(port),
+                [sys.executable, "-m", "civicshare", "--home", str(home), "serve", "--port", str(chosen),
                  *extra], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        server = Server(proc, f"http://127.0.0.1:{port}", home, tmpdir, log)
+        server = Server(proc, f"http://127.0.0.1:{chosen}", home, tmpdir, log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -123,3 +123,11 @@ def start_server(node: Node, tmp_path: Path) -> Iterator[Callable[..., Server]]:
 @pytest.fixture
 def server(start_server: Callable[..., Server], tokens: Tokens) -> Server:
     return start_server()
+
+
+def start_home(home: Path, tmpdir: Path, port: int, *extra: str) -> Server:
+    """Start `civicshare serve` over another node home on a chosen port (its card's URL names it)."""
+    return _start(home, tmpdir, list(extra), port)
+
+
+free_port = _free_port

@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicshare import __version__
-from civicshare.api import audit, holdings, keys, partners, witness
+from civicshare.api import audit, exchange_ping, holdings, keys, partners, witness
+from civicshare.api import directory as directory_api
+from civicshare.api import exchange as exchange_api
 from civicshare.api.auth import NodeDep
 from civicshare.errors import AuthenticationFailed, CivicshareError, Problem
 from civicshare.node import Node
@@ -129,7 +131,11 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.include_router(keys.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(partners.router, prefix="/v1")
+    app.include_router(directory_api.router, prefix="/v1")
+    app.include_router(directory_api.public_router)
+    app.include_router(exchange_ping.router)
     app.include_router(witness.router)
+    app.include_router(exchange_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(node: NodeDep) -> JSONResponse:

@@ -1,14 +1,21 @@
-"""Running the API with uvicorn. ``civicshare serve`` calls ``serve``."""
+"""Running the API with uvicorn. ``civicshare serve`` calls ``serve``.
+
+Beside the API, background threads keep the node's promises without anyone acting: they sign audit
+checkpoints, fetch trusted directories again (so a revocation bites within a minute), deliver
+transfers from the outbox, and swap checkpoints with partners (witnessing).
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import structlog
 import uvicorn
 
 from civicshare.access import Actor
 from civicshare.api.app import DEFAULT_MAX_DATASET_BYTES, DEFAULT_MAX_DOCUMENT_BYTES, create_app
+from civicshare.exchange import witnessing
 from civicshare.node import Node
 
 log = structlog.get_logger("civicshare.api")
@@ -17,26 +24,66 @@ log = structlog.get_logger("civicshare.api")
 def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
           max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
           max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
-          checkpoint_every: float = 300.0) -> None:
-    """Serve the API until interrupted, signing audit checkpoints every ``checkpoint_every`` seconds."""
+          checkpoint_every: float = 300.0, directory_refresh: float = 20.0,
+          deliver_every: float = 2.0, retry_base: float = 2.0, witness_every: float = 300.0) -> None:
+    """Serve the API until interrupted, with the background work at the given intervals (seconds).
+
+    Checkpoints are signed every ``checkpoint_every``; trusted directories fetched every
+    ``directory_refresh``; due transfers delivered every ``deliver_every`` (failed attempts back off
+    from ``retry_base``); checkpoints swapped with partners every ``witness_every``.
+    """
     app = create_app(node, max_dataset_bytes=max_dataset_bytes, max_document_bytes=max_document_bytes)
     stop = threading.Event()
-    signer = threading.Thread(target=_sign_checkpoints, args=(node, checkpoint_every, stop),
-                              name="civicshare-checkpoints", daemon=True)
-    signer.start()
+    threads = [
+        _periodic("checkpoints", checkpoint_every, stop, lambda: _sign_checkpoints(node)),
+        _periodic("directories", directory_refresh, stop, lambda: _refresh_directories(node)),
+        threading.Thread(target=node.exchange.worker(retry_base=retry_base).run, args=(deliver_every, stop),
+                         name="civicshare-delivery", daemon=True),
+        _periodic("witnesses", witness_every, stop, lambda: _exchange_checkpoints(node)),
+    ]
+    for thread in threads:
+        thread.start()
     try:
         # No access log: query strings carry dataset and file names, which can name people.
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         stop.set()
-        signer.join(timeout=5)
+        for thread in threads:
+            thread.join(timeout=15)
 
 
-def _sign_checkpoints(node: Node, every: float, stop: threading.Event) -> None:
-    """Keep a recent signed checkpoint of every organisation's log, for partners to collect."""
-    while not stop.wait(every):
-        for org in node.organisations():
+def _periodic(name: str, every: float, stop: threading.Event, work: Callable[[], None]) -> threading.Thread:
+    """A daemon thread running ``work`` every ``every`` seconds until ``stop``; one failure never ends it."""
+
+    def loop() -> None:
+        while not stop.wait(every):
             try:
-                node.audit_checkpoint(Actor.operator(org.id, "checkpointer"))
-            except Exception as exc:  # noqa: BLE001 - one failed signing must not stop the next
-                log.warning("audit checkpoint failed", organisation=org.id, error=type(exc).__name__)
+                work()
+            except Exception as exc:  # noqa: BLE001 - the next round may succeed; the server must go on
+                log.warning(f"{name}: background work failed", error=type(exc).__name__)
+
+    return threading.Thread(target=loop, name=f"civicshare-{name}", daemon=True)
+
+
+def _sign_checkpoints(node: Node) -> None:
+    """Keep a recent signed checkpoint of every organisation's log, for partners to collect."""
+    for org in node.organisations():
+        try:
+            node.audit_checkpoint(Actor.operator(org.id, "checkpointer"))
+        except Exception as exc:  # noqa: BLE001 - one failed signing must not stop the next
+            log.warning("audit checkpoint failed", organisation=org.id, error=type(exc).__name__)
+
+
+def _refresh_directories(node: Node) -> None:
+    """Keep trusted directories current, so a revocation takes effect here soon after it is published."""
+    for updated in node.refresh_directories():
+        log.info("newer directory edition accepted", directory=updated)
+
+
+def _exchange_checkpoints(node: Node) -> None:
+    """Swap a fresh checkpoint with every partner of every hosted organisation (witnessing)."""
+    for org in node.organisations():
+        for result in witnessing.exchange(node, org.id):
+            if result.error:
+                log.warning("checkpoint exchange failed", organisation=org.id, partner=result.partner,
+                            error=result.error[:200])

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from civicshare.api.auth import NodeDep
 from civicshare.api.bodies import read_limited
+from civicshare.api.exchange_ping import check_signed
 from civicshare.audit.witness import MAX_NOTE_BYTES
 from civicshare.exchange import witnessing
 
@@ -23,8 +24,7 @@ router = APIRouter(tags=["exchange"])
 async def swap_checkpoints(org_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """Keep the calling partner's signed checkpoint; answer with a fresh one of this organisation's log."""
     body = await read_limited(request, MAX_NOTE_BYTES + 1024, "A checkpoint exchange")
-    signed = await run_in_threadpool(node.gate.check, org_id, method=request.method, url=str(request.url),
-                                     headers=request.headers.items(), body=body)
+    signed = await check_signed(node, request, org_id, body)
     note = witnessing.parse_checkpoint_request(body)
     return await run_in_threadpool(witnessing.answer_exchange, node, org_id, signed.sender, note)
 
@@ -33,6 +33,5 @@ async def swap_checkpoints(org_id: str, request: Request, node: NodeDep) -> dict
 async def witnessed(org_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """The checkpoints of the calling partner's own log that this organisation kept, newest first."""
     body = await read_limited(request, 0, "This request's body")
-    signed = await run_in_threadpool(node.gate.check, org_id, method=request.method, url=str(request.url),
-                                     headers=request.headers.items(), body=body)
+    signed = await check_signed(node, request, org_id, body)
     return await run_in_threadpool(witnessing.answer_witnessed, node, org_id, signed.sender)

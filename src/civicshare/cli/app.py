@@ -10,10 +10,12 @@ import typer
 
 from civicshare import __version__
 from civicshare.cli import audit as audit_cmds
+from civicshare.cli import directory as directory_cmds
 from civicshare.cli import holdings as holdings_cmds
 from civicshare.cli import keys as keys_cmds
 from civicshare.cli import org as org_cmds
 from civicshare.cli import partners as partner_cmds
+from civicshare.cli import transfers as transfer_cmds
 from civicshare.cli.context import STATE, err, out, print_json
 from civicshare.errors import CivicshareError, UsageError
 
@@ -30,9 +32,11 @@ app.add_typer(org_cmds.user_app, name="user")
 app.add_typer(holdings_cmds.holdings_app, name="holdings")
 app.add_typer(audit_cmds.audit_app, name="audit")
 app.add_typer(partner_cmds.partner_app, name="partner")
+app.add_typer(directory_cmds.directory_app, name="directory")
 org_cmds.register(app)
 holdings_cmds.register(app)
 partner_cmds.register(app)
+transfer_cmds.register(app)
 
 
 def _version(value: bool) -> None:
@@ -59,14 +63,26 @@ def serve(
     = 512,
     max_document_mb: Annotated[int, typer.Option(help="Largest document upload accepted, in MiB.")] = 2048,
     checkpoint_every: Annotated[int, typer.Option(help="Sign an audit checkpoint this often, in seconds.")] = 300,
+    directory_refresh: Annotated[int, typer.Option(help="Fetch trusted directories again this often, in seconds.")]
+    = 20,
+    deliver_every: Annotated[float, typer.Option(help="Look for transfers to deliver this often, in seconds.")]
+    = 2.0,
+    retry_base: Annotated[float, typer.Option(hidden=True, help="First retry delay after a failed delivery "
+                                                                "attempt, in seconds (doubles up to 300).")] = 2.0,
+    witness_every: Annotated[float, typer.Option(help="Swap audit checkpoints with partners this often, "
+                                                      "in seconds.")] = 300.0,
 ) -> None:
-    """Run the API (and later the web interface and delivery worker) until stopped."""
+    """Run the API, the delivery worker and the witness exchange (later the web interface) until stopped."""
     from civicshare.api.server import serve as run
 
     if max_dataset_mb < 1 or max_document_mb < 1:
         raise UsageError("Upload limits must be at least 1 MiB.")
+    if directory_refresh < 1:
+        raise UsageError("--directory-refresh must be at least 1 second.")
     if checkpoint_every < 1:
         raise UsageError("--checkpoint-every must be at least 1 second.")
+    if deliver_every <= 0 or retry_base <= 0 or witness_every <= 0:
+        raise UsageError("--deliver-every, --retry-base and --witness-every must be more than 0 seconds.")
 
     with STATE.node() as node:
         # Unlock every keystore now, so a wrong passphrase fails at start rather than on first request.
@@ -74,7 +90,9 @@ def serve(
             node.keystore(org.id)
         err.print(f"civicshare {__version__} serving on http://{host}:{port} (Ctrl-C to stop)")
         run(node, host=host, port=port, max_dataset_bytes=max_dataset_mb << 20,
-            max_document_bytes=max_document_mb << 20, checkpoint_every=checkpoint_every)
+            max_document_bytes=max_document_mb << 20, checkpoint_every=checkpoint_every,
+            directory_refresh=directory_refresh, deliver_every=deliver_every, retry_base=retry_base,
+            witness_every=witness_every)
 
 
 @app.command()

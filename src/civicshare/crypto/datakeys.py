@@ -20,15 +20,16 @@ import contextlib
 import functools
 import hashlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import pyrage
 
 from civicshare.crypto.atomicfile import fsync_dir, open_private
 from civicshare.crypto.randomness import Rng, random_bytes
-from civicshare.errors import Conflict, IntegrityError, NotFound, UsageError
+from civicshare.errors import Conflict, IntegrityError, NotForUs, NotFound, UsageError
 
 TABLE_KEY_BYTES = 32
 FINGERPRINT_HEX_CHARS = 32  # 128 bits of SHA-256
@@ -65,10 +66,14 @@ def fingerprint(public: bytes) -> str:
     return hashlib.sha256(public).hexdigest()[:FINGERPRINT_HEX_CHARS]
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _CountingReader:
     """Feeds age from the caller's stream, counting bytes and recording the stream's own failures."""
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: Readable) -> None:
         self._src = src
         self.count = 0
         self.failure: BaseException | None = None
@@ -199,3 +204,121 @@ def open_sealed_to_file(src: Path, document_key: bytes, out_path: Path, *, overw
         _decrypt(src, document_key, writer)
 
     _write_via_partial(out_path, overwrite, produce)
+
+
+# Streaming between age recipients (the exchange's payloads) ---------------------------------------
+
+Writer = Callable[[bytes], object]
+Sink = _Sink
+
+
+def write_new_file(dest: Path, produce: Callable[[_Sink], None], *, overwrite: bool = False) -> None:
+    """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``.
+
+    On any failure the partial file is removed and ``dest`` never appears; an existing ``dest``
+    raises Conflict unless ``overwrite``.
+    """
+    _write_via_partial(Path(dest), overwrite, produce)
+
+
+def _recipients(recipients: Sequence[str]) -> list[pyrage.x25519.Recipient]:
+    try:
+        return [pyrage.x25519.Recipient.from_str(r) for r in recipients]
+    except Exception:  # noqa: BLE001 - pyrage raises its own and ValueError; any failure means unusable
+        raise UsageError("This is not an age X25519 recipient (age1...).") from None
+
+
+def _identities(identities: Sequence[str | bytes]) -> list[pyrage.x25519.Identity]:
+    return [_identity(i.encode("ascii") if isinstance(i, str) else i) for i in identities]
+
+
+def _opening_failure(exc: BaseException) -> Exception:
+    # age reports a header no identity can open as "No matching keys"; anything later is damage.
+    if "no matching keys" in str(exc).lower():
+        return NotForUs("This age ciphertext is not sealed to any key given to open it.")
+    return IntegrityError("This age ciphertext could not be opened: it is damaged or was tampered with.")
+
+
+def age_encrypt(src: Readable, recipients: Sequence[str], out: Writer) -> int:
+    """Age-encrypt the stream ``src`` to ``recipients``, handing the ciphertext to ``out``; returns the
+    plaintext bytes read. Constant memory."""
+    reader, sink = _CountingReader(src), _Sink(out)
+    try:
+        pyrage.encrypt_io(reader, sink, _recipients(recipients))
+    except Exception as exc:
+        failure = reader.failure or sink.failure
+        if failure is not None:
+            raise failure from None
+        raise UsageError(f"The stream could not be sealed: {exc}") from exc
+    return reader.count
+
+
+def age_decrypt(src: Readable, identities: Sequence[str | bytes], out: Writer) -> None:
+    """Decrypt the age stream ``src`` with ``identities`` into ``out``. Constant memory.
+
+    NotForUs when no identity opens its header (or the header is damaged); IntegrityError when the
+    body is damaged or truncated. Plaintext handed to ``out`` before a failure must be discarded.
+    """
+    keys = _identities(identities)
+    reader, sink = _CountingReader(src), _Sink(out)
+    try:
+        pyrage.decrypt_io(reader, sink, keys)
+    except Exception as exc:
+        failure = reader.failure or sink.failure
+        if failure is not None:
+            raise failure from None
+        raise _opening_failure(exc) from None
+
+
+class _PipeReader:
+    def __init__(self, fd: int, tap: Writer | None) -> None:
+        self._fd = fd
+        self._tap = tap
+
+    def read(self, n: int = -1) -> bytes:
+        data = os.read(self._fd, n if n > 0 else 1 << 16)
+        if data and self._tap is not None:
+            self._tap(data)
+        return data
+
+
+def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer, *,
+           on_plaintext: Writer | None = None) -> None:
+    """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass.
+
+    The plaintext only ever crosses a pipe between two threads (64 KiB at a time), so memory stays
+    constant and nothing is written to disk but the new ciphertext, handed to ``out``.
+    ``on_plaintext`` sees every plaintext byte, in order (to hash it). Raises like
+    :func:`age_decrypt`; on any failure, output already handed to ``out`` must be discarded.
+    """
+    keys, targets = _identities(identities), _recipients(recipients)
+    r_fd, w_fd = os.pipe()
+    opened: list[BaseException] = []
+
+    def decrypt() -> None:
+        try:
+            age_decrypt(src, keys_text, functools.partial(_write_all, w_fd))
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
+            opened.append(exc)
+        finally:
+            os.close(w_fd)
+
+    keys_text = [str(k).encode("ascii") for k in keys]
+    thread = threading.Thread(target=decrypt, name="civicshare-reseal", daemon=True)
+    thread.start()
+    sealing: BaseException | None = None
+    try:
+        reader, sink = _PipeReader(r_fd, on_plaintext), _Sink(out)
+        try:
+            pyrage.encrypt_io(reader, sink, targets)
+        except Exception as exc:
+            sealing = sink.failure or exc
+    finally:
+        # Closing our end unblocks the decrypting thread if sealing stopped early.
+        os.close(r_fd)
+        thread.join()
+    if sealing is not None:
+        raise sealing
+    if opened:
+        # A failed decryption ends the pipe early, which looks like a short plaintext: never accept it.
+        raise opened[0]

@@ -87,15 +87,17 @@ def answer_witnessed(node: Node, org_id: str, sender: str) -> dict[str, Any]:
     return {"version": VERSION, "checkpoints": [w.note for w in node.witnesses.held(org_id, sender)]}
 
 
-def exchange(node: Node, org_id: str) -> list[PartnerWitness]:
-    """Swap checkpoints with every trusted partner that has an endpoint; never raises for one partner."""
+def exchange(node: Node, org_id: str, **client_options: Any) -> list[PartnerWitness]:
+    """Swap checkpoints with every trusted partner that has an endpoint; never raises for one partner.
+
+    ``client_options`` go to the partner client (a test passes its transport)."""
     results: list[PartnerWitness] = []
     partners = [p for p in node.trust.partners(org_id) if p.endpoint]
     if not partners:
         return results
     note = _own_note(node, org_id)
     body = json.dumps({"version": VERSION, "note": note}).encode("utf-8")
-    client = node.partner_client(timeout=20.0)
+    client = node.partner_client(**{"timeout": 20.0, **client_options})
     try:
         for partner in partners:
             result = PartnerWitness(partner.partner_id)
@@ -117,10 +119,10 @@ def exchange(node: Node, org_id: str) -> list[PartnerWitness]:
     return results
 
 
-def gather(node: Node, org_id: str) -> list[PartnerWitness]:
+def gather(node: Node, org_id: str, **client_options: Any) -> list[PartnerWitness]:
     """Ask every trusted partner with an endpoint for the checkpoints of our log it keeps."""
     results: list[PartnerWitness] = []
-    client = node.partner_client(timeout=30.0)
+    client = node.partner_client(**{"timeout": 30.0, **client_options})
     try:
         for partner in node.trust.partners(org_id):
             result = PartnerWitness(partner.partner_id)

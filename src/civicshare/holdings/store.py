@@ -176,6 +176,46 @@ class HoldingStore:
                           details={"purpose": "data", "holding": holding_id, "custody": "wrapped"})
         return self._get(actor, holding_id)
 
+    # Sharing and receiving -------------------------------------------------------------------
+
+    def open_for_sharing(self, actor: Actor, holding_id: str) -> tuple[Holding, Path, bytes]:
+        """The holding, its blob and its unwrapped data key (logged as key.unwrap), to seal a copy for a
+        partner. Shredded when its key is gone."""
+        actor.require(Permission.HOLDINGS_EXPORT, "share holdings")
+        holding = self._get(actor, holding_id)
+        return holding, self._blob(holding), self._data_key(actor, holding)
+
+    def import_received(self, actor: Actor, kind: str, name: str, media_type: str,
+                        write: Callable[[Path, bytes], tuple[int, int | None, list[str] | None]], *,
+                        received_from: str, transfer: str) -> Holding:
+        """Store a holding that arrived from a partner under a fresh data key.
+
+        ``write(blob, key)`` must create ``blob`` (atomically, leaving nothing on failure) sealed under
+        ``key`` -- encrypted Parquet for a dataset, age for a document -- and return its size, rows
+        and columns. The holding is recorded only after that succeeded.
+        """
+        with self.audit.event(actor, "holding.import", None, kind=kind, received_from=received_from,
+                              transfer=transfer) as event:
+            actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
+            name = _check_name(name)
+            if kind not in (DATASET, DOCUMENT) or not MEDIA_TYPE_RE.match(media_type):
+                raise UsageError(f"A received holding is a dataset or document with a media type, not {kind!r}.")
+            holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+            event.update(object=holding_id, media_type=media_type)
+            dataset = kind == DATASET
+            dek = new_table_key(self.rng) if dataset else new_document_key()
+            blob = self._new_blob(actor.org_id, holding_id, ".parquet" if dataset else ".age")
+            try:
+                size, rows, columns = write(blob, dek)
+                event.update(size=size, rows=rows, columns=len(columns) if columns else None, key=key_id)
+            except BaseException:
+                blob.unlink(missing_ok=True)
+                raise
+            return self._commit(actor, holding_id, key_id, dek, blob, kind, dict(
+                name=name, media_type=media_type, size=size, rows=rows,
+                columns=json.dumps(columns) if columns is not None else None,
+                format="parquet" if dataset else None, encoding=None))
+
     # Export and shred --------------------------------------------------------------------------
 
     def export(self, actor: Actor, holding_id: str, out: Path, fmt: str | None = None, *,

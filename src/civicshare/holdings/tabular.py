@@ -24,6 +24,7 @@ from civicshare.holdings.exporting import EXPORT_FORMATS, export_table
 from civicshare.holdings.fifo import FifoFeed
 from civicshare.holdings.problems import MAX_PROBLEMS, Problems, refuse
 from civicshare.holdings.sources import EMPTY_FILE, Prepared, prepare
+from civicshare.memfile import writes_in_place
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -31,11 +32,15 @@ __all__ = [
     "TableInfo",
     "detect_format",
     "export_table",
+    "import_parquet",
     "import_table",
+    "plain_parquet",
     "read_rows",
 ]
 
 IMPORT_FORMATS = ("csv", "xlsx", "jsonl")
+MAX_COLUMN_NAME = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXTENSIONS = {
     ".csv": "csv",
     ".txt": "csv",
@@ -52,8 +57,8 @@ REJECTS_LIMIT = 10_000
 class TableInfo:
     rows: int
     columns: list[str]
-    format: str  # "csv" | "xlsx" | "jsonl"
-    encoding: str  # "utf-8", "utf-8-sig", "windows-1252", "latin-1", or "n/a" for xlsx
+    format: str  # "csv" | "xlsx" | "jsonl" | "parquet"
+    encoding: str  # "utf-8", "utf-8-sig", "windows-1252", "latin-1", or "n/a" for xlsx and parquet
     source_size: int  # bytes of the source file
 
 
@@ -246,6 +251,85 @@ def import_table(
     return TableInfo(
         rows=rows, columns=list(prepared.columns), format=fmt, encoding=prepared.encoding, source_size=size
     )
+
+
+def import_parquet(source: Path, dest: Path, key: bytes, *, label: str = "the received Parquet file") -> TableInfo:
+    """Import a plain Parquet file (a received dataset) into ``dest`` as an encrypted table under ``key``.
+
+    Every column must be text (VARCHAR) with a sane name, as a civicshare dataset is; anything else is
+    refused with InvalidInput listing every problem. Row order is kept. On any failure nothing is left
+    at ``dest`` (or at ``dest.partial``).
+    """
+    key = duck.check_key(key)
+    source, dest = Path(source), Path(dest)
+    if not source.is_file():
+        raise NotFound(f"{label} does not exist or is not a file")
+    if not dest.parent.is_dir():
+        raise UsageError(f"the folder {dest.parent} for the stored table does not exist")
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        with duck.connection() as con:
+            scan = f"read_parquet({duck.sql_string(str(source))}, binary_as_string=false)"
+            described: list[tuple] | None = None
+            try:
+                described = con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+            except duckdb.Error:
+                pass  # DuckDB's text may quote the file; the refusal below says enough
+            if described is None:
+                raise refuse(label, "it is not a readable Parquet file")
+            columns = [str(row[0]) for row in described]
+            problems = Problems(label)
+            for name, kind in ((str(r[0]), str(r[1])) for r in described):
+                if not name.strip() or len(name) > MAX_COLUMN_NAME or _CONTROL.search(name):
+                    problems.add(f"a column name is blank, longer than {MAX_COLUMN_NAME} characters or has "
+                                 "control characters", field=name[:MAX_COLUMN_NAME])
+                elif kind != "VARCHAR":
+                    problems.add(f"the column is {kind}; every column of a dataset is text", field=name)
+            if len(set(columns)) != len(columns):
+                problems.add("two columns have the same name")
+            problems.raise_if_any()
+            key_name = duck.add_parquet_key(con, key)
+            select = "SELECT " + ", ".join(duck.sql_ident(c) for c in columns) + f" FROM {scan}"
+            failure: duckdb.Error | None = None
+            try:
+                result = con.execute(encrypted.copy_to_encrypted(select, partial, key_name)).fetchone()
+            except duckdb.Error as exc:
+                failure = exc
+            if failure is not None:
+                if isinstance(failure, duckdb.OutOfMemoryException):
+                    raise duck.resource_error(failure, f"importing {label}")
+                raise refuse(label, "it could not be read to the end; it may be damaged")
+            rows = int(result[0]) if result else 0
+        encrypted.fsync_file(partial)
+        os.replace(partial, dest)
+        encrypted.fsync_dir(dest.parent)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return TableInfo(rows=rows, columns=columns, format="parquet", encoding="n/a", source_size=source.stat().st_size)
+
+
+def plain_parquet(src: Path, key: bytes, out: Path, columns: list[str] | None = None) -> tuple[int, list[str]]:
+    """Write the encrypted table ``src`` as plain Parquet into the in-memory file ``out`` (for sealing to
+    a partner: plaintext never goes to disk). Only ``columns``, in that order, if given. Returns the
+    rows written and the columns."""
+    key = duck.check_key(key)
+    out = Path(out)
+    if not writes_in_place(out):
+        raise UsageError("plain Parquet for sealing is written only to an in-memory file")
+    with duck.connection() as con:
+        table = encrypted.open_table(con, Path(src), key)
+        chosen = list(table.columns) if columns is None else list(columns)
+        unknown = [c for c in chosen if c not in table.columns]
+        if unknown:
+            raise UsageError("the dataset has no column " + ", ".join(repr(c) for c in unknown)
+                             + "; its columns are " + ", ".join(repr(c) for c in table.columns))
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise UsageError("choose one or more columns, each once")
+        select = "SELECT " + ", ".join(duck.sql_ident(c) for c in chosen) + f" FROM {table.scan}"
+        sql = f"COPY ({select}) TO {duck.sql_string(str(out))} (FORMAT parquet, USE_TMP_FILE false)"
+        result = encrypted.run_reading(con, sql, table, "sealing the dataset")
+    return int(result[0][0]), chosen
 
 
 def read_rows(src: Path, key: bytes, limit: int | None = None) -> tuple[list[str], list[tuple[str | None, ...]]]:

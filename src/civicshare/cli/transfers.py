@@ -1,0 +1,187 @@
+"""``share``, ``transfers list|show``, ``inbox`` and ``receive``: sending holdings to partners."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from civicshare.cli.context import STATE, err, out, print_json, print_table, size_words
+from civicshare.cli.org import OrgOpt
+from civicshare.clock import iso
+from civicshare.errors import UsageError
+from civicshare.exchange.transfers import DELIVERED, FAILED, Transfer
+
+transfers_app = typer.Typer(help="The ledger of transfers this organisation sent.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+POLL = 0.5
+
+
+def register(app: typer.Typer) -> None:
+    app.command("share")(share)
+    app.command("inbox")(inbox)
+    app.command("receive")(receive)
+    app.add_typer(transfers_app, name="transfers")
+
+
+def _bytes(t: Transfer) -> str:
+    return f"{size_words(t.bytes_sent)} of {size_words(t.size)}"
+
+
+def _progress(t: Transfer) -> str:
+    line = f"{t.id}: {t.state}, {_bytes(t)} acknowledged, attempt {t.attempts}"
+    if t.last_error and t.state != DELIVERED:
+        line += f"; last error: {t.last_error}"
+    return line
+
+
+def share(
+    holding_id: Annotated[str, typer.Argument(metavar="HOLDING", help="The holding to send.")],
+    to: Annotated[str, typer.Option("--to", help="The partner organisation to send it to.")],
+    agreement: Annotated[str | None, typer.Option("--agreement", help="The data sharing agreement it is sent "
+                                                                      "under (its id).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the running server delivers it (or it fails).")]
+    = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="With --wait: stop waiting after this many seconds "
+                                                             "(the transfer stays queued).")] = 600.0,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write an offline package to this new file "
+                                                                "instead of sending over the network.")] = None,
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Seal HOLDING for partner ORG and put it in the outbox; `civicshare serve` delivers it."""
+    if wait and out_file is not None:
+        raise UsageError("--wait is for the network route; an offline package is delivered by hand.")
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        with err.status(f"Sealing {holding_id} for {to} ..."):
+            transfer = node.share(actor, holding_id, to, agreement=agreement, out=out_file)
+        if not json_out:
+            if out_file is not None:
+                out.print(f"Wrote transfer {transfer.id} of {holding_id} for {to} to {out_file} "
+                          f"({size_words(transfer.size)}); carry it to them, then run 'civicshare receive' "
+                          "on the receipt they give back.", markup=False)
+            else:
+                out.print(transfer.id, markup=False)
+        if wait:
+            transfer = _wait(node, actor, transfer, timeout)
+        if json_out:
+            print_json(transfer.to_json())
+        if transfer.state == FAILED:
+            err.print(f"civicshare: transfer {transfer.id} failed: {transfer.failed_reason}", markup=False)
+            raise typer.Exit(1)
+
+
+def _wait(node: object, actor: object, transfer: Transfer, timeout: float) -> Transfer:
+    """Poll the ledger until the transfer is delivered or failed; progress lines go to stderr."""
+    from civicshare.node import Node
+
+    assert isinstance(node, Node)
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while True:
+        transfer = node.transfer(actor, transfer.id)  # type: ignore[arg-type]
+        line = _progress(transfer)
+        if line != shown:
+            err.print(line, markup=False)
+            shown = line
+        if transfer.state in (DELIVERED, FAILED):
+            return transfer
+        if time.monotonic() >= deadline:
+            err.print(f"civicshare: gave up waiting after {timeout:g} seconds; transfer {transfer.id} is still "
+                      f"{transfer.state} and 'civicshare serve' goes on delivering it. Follow it with "
+                      f"'civicshare transfers show {transfer.id}'.", markup=False)
+            raise typer.Exit(1)
+        time.sleep(POLL)
+
+
+@transfers_app.command("list")
+def transfers_list(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
+    """Every transfer sent, with its state: queued, sending, delivered, failed or exported."""
+    with STATE.node() as node:
+        found = node.transfers(STATE.operator(node, org))
+    if json_out:
+        print_json([t.to_json() for t in found])
+        return
+    print_table("Transfers", ["id", "holding", "to", "route", "state", "bytes", "attempts", "created", "delivered",
+                              "problem"],
+                [[t.id, t.holding_id, t.recipient, t.route, t.state, _bytes(t), t.attempts, iso(t.created_at),
+                  iso(t.delivered_at), t.failed_reason or t.last_error] for t in found])
+
+
+@transfers_app.command("show")
+def transfers_show(transfer_id: Annotated[str, typer.Argument(metavar="ID")], org: OrgOpt = None,
+                   json_out: JsonOpt = False) -> None:
+    """One transfer: its progress, the manifest it was sent with and the recipient's verified receipt."""
+    with STATE.node() as node:
+        transfer = node.transfer(STATE.operator(node, org), transfer_id)
+    data = transfer.to_json(detail=True)
+    if json_out:
+        print_json(data)
+        return
+    manifest = data["manifest"]
+    holding = manifest["holding"]
+    rows: list[tuple[str, object]] = [
+        ("id", transfer.id), ("from", transfer.org_id), ("to", transfer.recipient), ("route", transfer.route),
+        ("state", transfer.state), ("holding", f"{transfer.holding_id} ({holding['kind']} {holding['name']!r})"),
+        ("agreement", transfer.agreement or "none"), ("bytes", _bytes(transfer)), ("attempts", transfer.attempts),
+        ("created", f"{iso(transfer.created_at)} by {transfer.created_by}"),
+        ("plaintext", f"{manifest['plaintext']['size']} bytes, sha256 {manifest['plaintext']['sha256']}"),
+        ("ciphertext", f"{manifest['ciphertext']['size']} bytes, sha256 {manifest['ciphertext']['sha256']}"),
+        ("parts", f"{manifest['parts']} of up to {manifest['part_size']} bytes"),
+    ]
+    if holding["rows"] is not None:
+        rows.append(("rows", holding["rows"]))
+    if transfer.last_error and transfer.state != DELIVERED:
+        rows.append(("last error", transfer.last_error))
+    if transfer.next_attempt_at and transfer.state in ("queued", "sending"):
+        rows.append(("next attempt", iso(transfer.next_attempt_at)))
+    if transfer.failed_reason:
+        rows.append(("failed", transfer.failed_reason))
+    receipt = transfer.receipt
+    if receipt is not None:
+        body = receipt["body"]
+        rows += [("delivered", iso(transfer.delivered_at)),
+                 ("receipt", f"verified: signed by {transfer.recipient}, their holding {body['holding']}, "
+                             f"received {body['received']}")]
+    for label, value in rows:
+        out.print(f"{label:>12}: {value}", markup=False)
+
+
+def inbox(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
+    """Transfers partners sent to this organisation: arriving, delivered (a new holding) or refused."""
+    with STATE.node() as node:
+        found = node.inbox(STATE.operator(node, org))
+    if json_out:
+        print_json([i.to_json() for i in found])
+        return
+    rows = []
+    for item in found:
+        data = item.to_json()
+        rows.append([data["sender"], data["transfer"], data["state"], data["holding"], data["kind"], data["name"],
+                     size_words(data["size"]), data["rows"], data["received"]])
+    print_table("Inbox", ["from", "transfer", "state", "holding", "kind", "name", "size", "rows", "received"], rows)
+
+
+def receive(
+    file: Annotated[Path, typer.Argument(help="An offline package, or a receipt carried back.", exists=True,
+                                         dir_okay=False, readable=True)],
+    receipt_out: Annotated[Path | None, typer.Option("--receipt", help="Where to write the receipt "
+                                                                       "(default: FILE.receipt.json).")] = None,
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import an offline package (and write its receipt), or record a receipt for a package you sent."""
+    with STATE.node() as node:
+        result = node.receive(STATE.operator(node, org), file, receipt_out=receipt_out)
+    if json_out:
+        print_json(result)
+    elif result["kind"] == "package":
+        out.print(result["holding"], markup=False)
+        err.print(f"Stored transfer {result['transfer']} from {result['sender']} as holding {result['holding']}; "
+                  f"hand the receipt {result['receipt']} back to {result['sender']}.", markup=False)
+    else:
+        out.print(f"Transfer {result['transfer']} to {result['recipient']} is {result['state']}: the receipt "
+                  "verified.", markup=False)

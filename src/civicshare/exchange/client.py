@@ -1,0 +1,66 @@
+"""Signed requests to partners' nodes: the one way this node talks to another.
+
+The URL is the partner's endpoint (from the card this organisation trusts) plus the route; the
+request is signed by the sending organisation's key through the keystore. Network faults become
+``Unreachable`` with a plain reason; HTTP error answers are returned for the caller to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from civicshare.clock import Clock, Rng
+from civicshare.errors import Unreachable, UsageError
+from civicshare.exchange.httpsig import Signer, new_nonce, sign_request
+from civicshare.exchange.trust import Trust
+
+
+class PartnerClient:
+    def __init__(self, trust: Trust, signer_for: Callable[[str], Signer], clock: Clock, rng: Rng, *,
+                 transport: httpx.BaseTransport | None = None, timeout: float = 60.0) -> None:
+        self.trust = trust
+        self.signer_for = signer_for
+        self.clock = clock
+        self.rng = rng
+        self.timeout = timeout
+        # No redirects: a signature covers one URL, and a partner's node answers at its endpoint.
+        self._client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+
+    def request(self, sender: str, partner_id: str, method: str, path: str, *, content: bytes = b"",
+                content_type: str | None = None) -> httpx.Response:
+        """Send a signed request from ``sender`` to ``partner_id``'s endpoint + ``path``.
+
+        UnknownSender / PartnerRevoked if ``sender`` does not trust the partner; UsageError if the
+        partner has no endpoint (use an offline package); Unreachable on a network fault.
+        """
+        partner = self.trust.partner(sender, partner_id)
+        if not partner.endpoint:
+            raise UsageError(f"{partner.name} ({partner_id}) has no endpoint on its card, so it cannot be reached "
+                             "over the network; send an offline package instead.")
+        if not path.startswith("/"):
+            raise UsageError(f"A partner route starts with '/', not {path!r}.")
+        url = partner.endpoint.rstrip("/") + path
+        headers = {"Content-Type": content_type} if content_type else {}
+        request = self._client.build_request(method, url, content=content, headers=headers)
+        sign_request(request, sender=sender, sign=self.signer_for(sender), now=self.clock(),
+                     nonce=new_nonce(self.rng))
+        try:
+            return self._client.send(request)
+        except httpx.TimeoutException:
+            raise Unreachable(f"{partner.name} ({partner_id}) at {partner.endpoint} did not answer within "
+                              f"{self.timeout:g} seconds.") from None
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise Unreachable(f"{partner.name} ({partner_id}) at {partner.endpoint} could not be reached: "
+                              f"{reason}.") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PartnerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,199 @@
+"""The delivery worker: sends queued transfers to partners, resuming where the last attempt stopped.
+
+One attempt is: claim the transfer (state ``sending``, attempts + 1), ``PUT`` the manifest (the
+answer says which parts the recipient already has), ``PUT`` only the missing parts, each read from
+the sealed payload at its offset, one part in memory at a time, then ``POST`` commit and verify the
+receipt. The ledger row is the only state, and the recipient's answers are idempotent, so a crash at
+any point costs at most a repeated part. A fault on the path is retried with exponential backoff and
+jitter; a refusal the protocol calls permanent fails the transfer with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from civicshare.errors import CivicshareError, PartnerRevoked, UnknownSender
+from civicshare.exchange.transfers import DELIVERED, RECEIVING, Transfer
+
+if TYPE_CHECKING:
+    from civicshare.exchange.outbox import Outbox
+    from civicshare.node import Node
+
+log = structlog.get_logger("civicshare.delivery")
+
+WORKER = "delivery"
+MAX_BACKOFF = 300.0
+# Codes the protocol calls permanent: retrying cannot help (docs/protocol.md).
+PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manifest_refused", "not_found"})
+
+
+class _Refused(Exception):
+    """One attempt ended: a refusal or a fault, permanent or worth another try."""
+
+    def __init__(self, message: str, *, permanent: bool, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+
+
+def _answer(response: Any, recipient: str, what: str) -> dict[str, Any]:
+    """The JSON answer of a successful request; _Refused (classified by the protocol) otherwise."""
+    status = response.status_code
+    body: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if 200 <= status < 300:
+        if not isinstance(body, dict) or body.get("version") != 1:
+            raise _Refused(f"{recipient} answered the {what} with something that is not a version 1 answer.",
+                           permanent=False, code="bad_answer")
+        return body
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), str) else None
+    message = error.get("message") if isinstance(error, dict) and isinstance(error.get("message"), str) else None
+    text = f"{recipient} refused the {what} (HTTP {status}" + (f", {code}" if code else "") + ")"
+    if message:
+        text += f": {message.rstrip('.')}."
+    else:
+        text += "."
+    permanent = status < 500 and code in PERMANENT
+    raise _Refused(text, permanent=permanent, code=code or f"http_{status}")
+
+
+class DeliveryWorker:
+    """Delivers the due network transfers of every organisation this node hosts."""
+
+    def __init__(self, node: Node, *, retry_base: float = 2.0, max_backoff: float = MAX_BACKOFF,
+                 client_options: Mapping[str, Any] | None = None) -> None:
+        self.node = node
+        self.retry_base = retry_base
+        self.max_backoff = max_backoff
+        self.client_options = dict(client_options or {})
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.node.exchange.outbox
+
+    def run(self, every: float, stop: threading.Event) -> None:
+        """Deliver until ``stop`` is set: at once (taking over transfers a dead worker held), then every ``every`` s."""
+        recover = True
+        while True:
+            try:
+                self.run_once(recover=recover)
+                recover = False
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive one bad pass (say, a database blip)
+                log.warning("delivery pass failed", error=type(exc).__name__, detail=str(exc)[:200])
+            if stop.wait(every):
+                return
+
+    def run_once(self, *, recover: bool = False) -> dict[str, str]:
+        """One pass over the due transfers; returns each attempted transfer's outcome."""
+        due = self.outbox.due(self.node.clock(), recover=recover)
+        outcomes: dict[str, str] = {}
+        if not due:
+            return outcomes
+        client = self.node.partner_client(**self.client_options)
+        try:
+            for transfer in due:
+                outcomes[transfer.id] = self.attempt(transfer, client)
+        finally:
+            client.close()
+        return outcomes
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds until the next attempt: doubling from ``retry_base``, capped, with equal jitter."""
+        delay = min(self.retry_base * 2 ** max(attempts - 1, 0), self.max_backoff)
+        fraction = int.from_bytes(self.node.rng(2), "big") / 0xFFFF
+        return delay * (0.5 + 0.5 * fraction)
+
+    def attempt(self, transfer: Transfer, client: Any) -> str:
+        """One delivery attempt: ``delivered``, ``retry``, ``failed``, or ``skipped`` if another worker has it."""
+        claimed = self.outbox.claim(transfer, self.node.clock())
+        if claimed is None:
+            return "skipped"
+        progress = {"parts_sent": 0}
+        outcome, details = "delivered", {}
+        try:
+            self._send(claimed, client, progress)
+        except _Refused as exc:
+            details = {"code": exc.code, "error": exc.message}
+            if exc.permanent:
+                outcome = "failed"
+                self.outbox.fail(claimed, exc.message, WORKER)
+            else:
+                outcome = "retry"
+                self.outbox.retry_later(claimed, exc.message, self.backoff(claimed.attempts), self.node.clock())
+        self.node.audit.append(claimed.org_id, WORKER, "transfer.send", claimed.id,
+                               "ok" if outcome == "delivered" else "failed",
+                               {"attempt": claimed.attempts, "parts_sent": progress["parts_sent"], "outcome": outcome,
+                                "recipient": claimed.recipient, **details})
+        return outcome
+
+    def _send(self, transfer: Transfer, client: Any, progress: dict[str, int]) -> None:
+        try:
+            self._exchange(transfer, client, progress)
+        except _Refused:
+            raise
+        except (UnknownSender, PartnerRevoked) as exc:
+            raise _Refused(f"{transfer.recipient} is no longer a trusted partner: {exc.message}",
+                           permanent=True, code=exc.code) from None
+        except CivicshareError as exc:
+            # Unreachable, a receipt that does not verify, ...: a fault on the path looks just the same.
+            raise _Refused(exc.message, permanent=False, code=exc.code) from None
+        except FileNotFoundError:
+            raise _Refused(f"The sealed payload of {transfer.id} is missing from the outbox; share the holding "
+                           "again.", permanent=True, code="payload_missing") from None
+        except Exception as exc:  # noqa: BLE001 - recorded and retried; the traceback goes to the log
+            log.warning("delivery attempt failed unexpectedly", transfer=transfer.id, error=type(exc).__name__,
+                        detail=str(exc)[:200])
+            raise _Refused(f"civicshare met an unexpected error ({type(exc).__name__}); it will try again.",
+                           permanent=False, code="internal") from None
+
+    def _exchange(self, transfer: Transfer, client: Any, progress: dict[str, int]) -> None:
+        org, to = transfer.org_id, transfer.recipient
+        manifest = transfer.manifest
+        payload = transfer.payload_path(self.node.layout.home)
+        if payload is None:
+            raise FileNotFoundError(transfer.id)
+        path = f"/transfers/{transfer.id}"
+        status = _answer(client.request(org, to, "PUT", path, content=transfer.manifest_text.encode("utf-8"),
+                                        content_type="application/json"), to, "manifest")
+        state, receipt = status.get("state"), status.get("receipt")
+        if status.get("transfer") != transfer.id or state not in (RECEIVING, DELIVERED):
+            raise _Refused(f"{to} answered the manifest with the status of something else.", permanent=False,
+                           code="bad_answer")
+        if not (state == DELIVERED and isinstance(receipt, dict)):
+            have = status.get("parts_received")
+            if not isinstance(have, list) or not all(type(n) is int and 0 <= n < manifest.part_count for n in have):
+                raise _Refused(f"{to} answered the manifest with a list of parts that is not one.",
+                               permanent=False, code="bad_answer")
+            received = set(have)
+            acknowledged = sum(manifest.part_length(n) for n in received)
+            self.outbox.progress(transfer, acknowledged, self.node.clock())
+            with payload.open("rb") as fh:
+                for n in range(manifest.part_count):
+                    if n in received:
+                        continue
+                    length = manifest.part_length(n)
+                    fh.seek(n * manifest.part_size)
+                    data = fh.read(length)
+                    if len(data) != length:
+                        raise _Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its "
+                                       "manifest says; share the holding again.", permanent=True,
+                                       code="payload_damaged")
+                    _answer(client.request(org, to, "PUT", f"{path}/parts/{n}", content=data,
+                                           content_type="application/octet-stream"), to, f"part {n}")
+                    acknowledged += length
+                    progress["parts_sent"] += 1
+                    self.outbox.progress(transfer, acknowledged, self.node.clock())
+            answer = _answer(client.request(org, to, "POST", f"{path}/commit"), to, "commit")
+            receipt = answer.get("receipt")
+            if answer.get("transfer") != transfer.id or not isinstance(receipt, dict):
+                raise _Refused(f"{to} answered the commit without a receipt.", permanent=False, code="bad_answer")
+        self.outbox.delivered(transfer, receipt, WORKER)

@@ -1,0 +1,421 @@
+"""The recipient's inbox: manifests, parts and commits of arriving transfers, and offline packages.
+
+Every step is idempotent, because the sender repeats whatever it is not sure arrived:
+
+* the same manifest again answers the current status; a different one for the same transfer id is
+  refused (``manifest_refused``);
+* a part is checked against the manifest's hash for it, then written as ciphertext to
+  ``staging/<org>/<transfer>/part-<n>`` (temporary file, fsync, then linked into place, so a part is
+  either whole or absent); a part already there is simply acknowledged;
+* commit runs under a per-transfer file lock (held by the process, released by the kernel if it dies),
+  so two commits never both open the payload. The new holding is created by the operator
+  ``transfer <id> from <sender>``: if a crash left that holding stored but the inbox row not updated,
+  the retry adopts it instead of making a second one. A commit after delivery answers the stored receipt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from civicshare.access import Actor, Permission
+from civicshare.canonical import canonical_json
+from civicshare.clock import new_id
+from civicshare.db import tables as t
+from civicshare.errors import (
+    CivicshareError,
+    Conflict,
+    DigestMismatch,
+    IntegrityError,
+    InvalidInput,
+    ManifestRefused,
+    NotForUs,
+    NotFound,
+    PartRefused,
+    SecurityError,
+)
+from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest, transfer_id
+from civicshare.exchange.receipt import Receipt, sign_receipt
+from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
+from civicshare.holdings.store import Holding
+
+if TYPE_CHECKING:
+    from civicshare.node import Node
+
+RECEIVER = "receiver"
+CHUNK = 1024 * 1024
+
+
+def check_transfer_id(value: str) -> str:
+    """A transfer id from a URL, checked before it names anything on disk."""
+    try:
+        return transfer_id(value)
+    except InvalidInput:
+        raise NotFound(f"There is no transfer {value[:60]!r}; transfer ids look like t_4kq3...") from None
+
+
+def creator_name(transfer: str, sender: str) -> str:
+    """The operator name a received holding is created by; it names the transfer, so a retry finds it."""
+    return f"transfer {transfer} from {sender}"
+
+
+class _PartsReader(io.RawIOBase):
+    """The staged parts of a transfer, in order, read as one stream (never all in memory)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__()
+        self._paths = iter(paths)
+        self._current: io.BufferedReader | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if self._current is None:
+                path = next(self._paths, None)
+                if path is None:
+                    return 0
+                self._current = path.open("rb")
+            n = self._current.readinto(buffer)
+            if n:
+                return n
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        super().close()
+
+
+class Inbox:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def entries(self, actor: Actor) -> list[InboundTransfer]:
+        actor.require(Permission.HOLDINGS_READ, "see arriving transfers")
+        with self.node.db.engine.connect() as conn:
+            rows = conn.execute(select(t.inbound).where(t.inbound.c.org_id == actor.org_id)
+                                .order_by(t.inbound.c.created_at, t.inbound.c.transfer_id))
+            return [InboundTransfer.from_row(r) for r in rows]
+
+    def _row(self, org_id: str, transfer: str) -> InboundTransfer | None:
+        with self.node.db.engine.connect() as conn:
+            row = conn.execute(select(t.inbound).where(
+                t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == transfer)).first()
+        return None if row is None else InboundTransfer.from_row(row)
+
+    def _mine(self, org_id: str, sender: str, transfer: str) -> InboundTransfer:
+        """The inbox row of ``transfer``, if ``sender`` sent it; another sender learns nothing of it."""
+        row = self._row(org_id, check_transfer_id(transfer))
+        if row is None or row.sender != sender:
+            raise NotFound(f"{org_id} has no transfer {transfer} from {sender}; send its manifest first.")
+        if row.state == REFUSED:
+            raise NotForUs(row.refused_reason or f"Transfer {transfer} was refused.")
+        return row
+
+    def _staging(self, org_id: str, transfer: str) -> Path:
+        return self.node.layout.staging_dir(org_id) / transfer
+
+    def _parts_present(self, org_id: str, transfer: str, count: int) -> list[int]:
+        folder = self._staging(org_id, transfer)
+        return [n for n in range(count) if (folder / f"part-{n}").is_file()]
+
+    def status(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
+        return self._status(self._mine(org_id, sender, transfer))
+
+    def _status(self, row: InboundTransfer) -> dict[str, Any]:
+        count = row.manifest.part_count
+        parts = list(range(count)) if row.state == DELIVERED else self._parts_present(
+            row.org_id, row.transfer_id, count)
+        return {"version": VERSION, "transfer": row.transfer_id, "state": row.state, "parts_received": parts,
+                "receipt": row.receipt}
+
+    def _refuse(self, org_id: str, sender: str, transfer: str | None, exc: CivicshareError, **details: Any) -> None:
+        self.node.audit.append(org_id, RECEIVER, "transfer.refused", transfer, "refused", {
+            "sender": sender, "code": exc.code, "reason": exc.message, **details})
+
+    # The manifest ------------------------------------------------------------------------------
+
+    def accept_manifest(self, org_id: str, sender: str, transfer: str, data: bytes | dict[str, Any], *,
+                        route: str = NETWORK) -> tuple[Manifest, dict[str, Any], InboundTransfer]:
+        """Verify a manifest from the authenticated ``sender`` and open (or find) its inbox row."""
+        transfer = check_transfer_id(transfer)
+        try:
+            return self._accept_manifest(org_id, sender, transfer, data, route)
+        except CivicshareError as exc:
+            self._refuse(org_id, sender, transfer, exc, step="manifest")
+            raise
+
+    def _accept_manifest(self, org_id: str, sender: str, transfer: str, data: bytes | dict[str, Any],
+                         route: str) -> tuple[Manifest, dict[str, Any], InboundTransfer]:
+        partner = self.node.trust.partner(org_id, sender)
+        try:
+            manifest, document = parse_manifest(data, sender_key=partner.signing_key)
+        except (InvalidInput, SecurityError) as exc:
+            raise ManifestRefused(f"The manifest of transfer {transfer} does not verify: {exc.one_line()}",
+                                  problems=exc.problems) from None
+        if manifest.transfer != transfer:
+            raise ManifestRefused(f"The manifest is for transfer {manifest.transfer}, not {transfer}.")
+        if manifest.sender != sender:
+            raise ManifestRefused(f"The manifest names {manifest.sender} as its sender, but {sender} sent it.")
+        if manifest.recipient != org_id:
+            raise NotForUs(f"Transfer {transfer} is addressed to {manifest.recipient}, not {org_id}.")
+        _key_id, ours = self.node.keys.age_recipient(org_id)
+        if not hmac.compare_digest(manifest.age_recipient, ours):
+            raise NotForUs(f"Transfer {transfer} is sealed to {manifest.age_recipient}, which is not the receiving "
+                           f"key of {org_id}.")
+        text = canonical_json(document).decode("utf-8")
+        try:
+            with self.node.db.engine.begin() as conn:
+                conn.execute(insert(t.inbound).values(
+                    org_id=org_id, transfer_id=transfer, sender=sender, route=route, state=RECEIVING,
+                    manifest=text, bytes_received=0, created_at=self.node.clock()))
+        except SAIntegrityError:
+            pass  # begun before (or at this moment by a repeat); compared below
+        row = self._row(org_id, transfer)
+        assert row is not None
+        if row.sender != sender or not hmac.compare_digest(manifest_sha256(row.manifest_document),
+                                                           manifest_sha256(document)):
+            raise ManifestRefused(f"Transfer {transfer} was begun with a different manifest; a transfer id is "
+                                  "used for one manifest only.")
+        if row.state == REFUSED:
+            raise NotForUs(row.refused_reason or f"Transfer {transfer} was refused.")
+        return manifest, document, row
+
+    def put_manifest(self, org_id: str, sender: str, transfer: str, data: bytes) -> dict[str, Any]:
+        """``PUT /transfers/{id}``: the transfer status."""
+        _manifest, _document, row = self.accept_manifest(org_id, sender, transfer, data)
+        return self._status(row)
+
+    # Parts -------------------------------------------------------------------------------------
+
+    def put_part(self, org_id: str, sender: str, transfer: str, n: int, data: bytes) -> dict[str, Any]:
+        """``PUT /transfers/{id}/parts/{n}``: check part ``n`` against the manifest and stage it."""
+        row = self._mine(org_id, sender, transfer)
+        answer = {"version": VERSION, "transfer": row.transfer_id, "part": n, "stored": True}
+        if row.state == DELIVERED:
+            return answer
+        manifest = row.manifest
+        try:
+            if not 0 <= n < manifest.part_count:
+                raise PartRefused(f"Transfer {transfer} has parts 0 to {manifest.part_count - 1}; there is no "
+                                  f"part {n}.")
+            expected = manifest.part_length(n)
+            if len(data) != expected:
+                raise PartRefused(f"Part {n} of transfer {transfer} is {len(data)} bytes; its manifest says "
+                                  f"{expected}.")
+            if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), manifest.part_hashes[n]):
+                raise DigestMismatch(f"Part {n} of transfer {transfer} does not match its hash in the manifest: "
+                                     "it was damaged on the way.")
+        except CivicshareError as exc:
+            self._refuse(org_id, sender, transfer, exc, step="part", part=n)
+            raise
+        if self._stage(org_id, transfer, n, data):
+            with self.node.db.engine.begin() as conn:
+                conn.execute(update(t.inbound).where(
+                    t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == transfer, t.inbound.c.state == RECEIVING,
+                ).values(bytes_received=t.inbound.c.bytes_received + len(data)))
+        return answer
+
+    def _stage(self, org_id: str, transfer: str, n: int, data: bytes) -> bool:
+        """Write part ``n`` whole or not at all; False if it was already there."""
+        folder = self._staging(org_id, transfer)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = folder / f"part-{n}"
+        if final.exists():
+            return False
+        temp = folder / f".part-{n}.{new_id('w', self.node.rng)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                # A link, not a rename: it fails if a concurrent upload of the same part won.
+                os.link(temp, final)
+            except FileExistsError:
+                return False
+            _fsync_dir(folder)
+            return True
+        finally:
+            temp.unlink(missing_ok=True)
+
+    # Commit ------------------------------------------------------------------------------------
+
+    def commit(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
+        """``POST /transfers/{id}/commit``: open the staged parts into a holding; the signed receipt."""
+        row = self._mine(org_id, sender, transfer)
+        if row.state == DELIVERED and row.receipt is not None:
+            return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
+        staging = self._staging(org_id, row.transfer_id)
+        with self._locked(org_id, row.transfer_id):
+            row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
+            if row.state != DELIVERED:
+                manifest = row.manifest
+                present = self._parts_present(org_id, row.transfer_id, manifest.part_count)
+                missing = sorted(set(range(manifest.part_count)) - set(present))
+                if missing:
+                    shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
+                    raise Conflict(f"Transfer {row.transfer_id} cannot be committed yet: parts {shown} have not "
+                                   "arrived.")
+                paths = [staging / f"part-{n}" for n in range(manifest.part_count)]
+                with io.BufferedReader(_PartsReader(paths), CHUNK) as reader:
+                    row = self._open(row, manifest, reader)
+        self._finished(org_id, row.transfer_id)
+        assert row.receipt is not None
+        return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
+
+    @contextlib.contextmanager
+    def _locked(self, org_id: str, transfer: str) -> Iterator[None]:
+        """Only one commit of a transfer at a time, across threads and processes sharing this home."""
+        folder = self.node.layout.staging_dir(org_id)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The lock file stays: removing it while another process waits on it would split the lock.
+        fd = os.open(folder / f"{transfer}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _finished(self, org_id: str, transfer: str) -> None:
+        """Clear the staged parts and the lock of a delivered transfer. Delivery is final, so a commit
+        still waiting on the old lock file finds the transfer delivered and only answers the receipt."""
+        _drop(self._staging(org_id, transfer))
+        (self.node.layout.staging_dir(org_id) / f"{transfer}.lock").unlink(missing_ok=True)
+
+    def _adopt(self, org_id: str, name: str) -> Holding | None:
+        """The holding a crashed commit of this transfer stored, if there is one."""
+        with self.node.db.engine.connect() as conn:
+            found = conn.execute(select(t.holdings.c.id).where(
+                t.holdings.c.org_id == org_id, t.holdings.c.created_by == name)
+                .order_by(t.holdings.c.created_at)).first()
+        if found is None:
+            return None
+        return self.node.holdings._get(Actor.operator(org_id, RECEIVER), found.id)
+
+    def _open(self, row: InboundTransfer, manifest: Manifest, source: BinaryIO) -> InboundTransfer:
+        """Store the payload as a holding (or adopt the one a crashed commit stored), log, sign the receipt."""
+        from civicshare.exchange.payload import open_payload
+
+        node, org_id = self.node, row.org_id
+        name = creator_name(row.transfer_id, row.sender)
+        holding = self._adopt(org_id, Actor.operator(org_id, name).name)
+        if holding is None:
+            try:
+                holding = open_payload(node, org_id, source, manifest, actor_name=name)
+            except NotForUs as exc:
+                self._refuse(org_id, row.sender, row.transfer_id, exc, step="commit")
+                with node.db.engine.begin() as conn:
+                    conn.execute(update(t.inbound).where(
+                        t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
+                        t.inbound.c.state == RECEIVING).values(state=REFUSED, refused_reason=exc.message,
+                                                                 completed_at=node.clock()))
+                _drop(self._staging(org_id, row.transfer_id))
+                raise
+            except IntegrityError as exc:
+                # Damage on the path: the parts go, the transfer stays open for the sender to resend.
+                self._refuse(org_id, row.sender, row.transfer_id, exc, step="commit")
+                _drop(self._staging(org_id, row.transfer_id))
+                with node.db.engine.begin() as conn:
+                    conn.execute(update(t.inbound).where(
+                        t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
+                        t.inbound.c.state == RECEIVING).values(bytes_received=0))
+                raise
+        node.audit.append(org_id, RECEIVER, "transfer.receive", row.transfer_id, details={
+            "sender": row.sender, "transfer": row.transfer_id, "holding": holding.id, "route": row.route,
+            "kind": manifest.holding.kind, "plaintext_size": manifest.plaintext.size,
+            "ciphertext_size": manifest.ciphertext.size})
+        checkpoint = node.audit_checkpoint(Actor.operator(org_id, RECEIVER))
+        now = node.clock()
+        receipt = Receipt(row.transfer_id, row.sender, org_id, manifest_sha256(row.manifest_document),
+                          manifest.plaintext, manifest.ciphertext, holding.id, now.replace(microsecond=0),
+                          checkpoint.note)
+        key_id, _public = node.keys.signing_key(org_id)
+        store = node.keystore(org_id)
+        document = sign_receipt(receipt, key_id, lambda data: store.sign(key_id, data))
+        with node.db.engine.begin() as conn:
+            conn.execute(update(t.inbound).where(
+                t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
+                t.inbound.c.state == RECEIVING,
+            ).values(state=DELIVERED, holding_id=holding.id, receipt=canonical_json(document).decode("utf-8"),
+                     bytes_received=manifest.ciphertext.size, completed_at=now))
+        final = self._row(org_id, row.transfer_id)
+        assert final is not None
+        return final
+
+    # The offline route -------------------------------------------------------------------------
+
+    def import_package(self, actor: Actor, path: Path, *, receipt_out: Path | None = None) -> dict[str, Any]:
+        """Import an offline package: the same checks and storage as the commit route; writes the receipt.
+
+        A repeat import of the same package stores nothing new and writes the same receipt again.
+        """
+        from civicshare.exchange.package import read_package
+
+        actor.require(Permission.HOLDINGS_IMPORT, "receive transfers")
+        org_id = actor.org_id
+        receipt_out = receipt_out or path.with_name(path.name + ".receipt.json")
+        base = self.node.layout.staging_dir(org_id)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = base / new_id("import", self.node.rng)
+        work.mkdir(mode=0o700)
+        try:
+            document, payload = read_package(path, work)
+            claimed = peek_manifest(document)
+            manifest, document, row = self.accept_manifest(org_id, claimed.sender, claimed.transfer, document,
+                                                           route=OFFLINE)
+            if row.state != DELIVERED:
+                with self._locked(org_id, row.transfer_id):
+                    row = self._row(org_id, row.transfer_id) or row
+                    if row.state == REFUSED:
+                        raise NotForUs(row.refused_reason or f"Transfer {row.transfer_id} was refused.")
+                    if row.state != DELIVERED:
+                        with payload.open("rb") as source:
+                            row = self._open(row, manifest, source)
+                self._finished(org_id, row.transfer_id)
+        finally:
+            _drop(work)
+        assert row.receipt is not None
+        _write_receipt(receipt_out, canonical_json(row.receipt) + b"\n")
+        return {"version": VERSION, "kind": "package", "transfer": row.transfer_id, "sender": row.sender,
+                "holding": row.holding_id, "receipt": str(receipt_out), "state": row.state}
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _drop(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_receipt(path: Path, data: bytes) -> None:
+    """Write the receipt file (public: it holds hashes and signatures, no personal data), atomically."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(temp, path)

@@ -1,0 +1,419 @@
+"""The manifest: the sender's signed description of one transfer (signed document kind ``manifest``).
+
+It names the transfer, both organisations, the holding (its kind, name and, for a dataset, the row
+count and columns), the sizes and SHA-256 of the plaintext and of the age ciphertext, the age
+recipient the ciphertext is sealed to, and the SHA-256 of every part the ciphertext is sent in. The
+recipient checks every byte it receives against it, so the manifest is all it needs to trust.
+
+The shared field checks (times, digests, identifiers) live here too; the receipt uses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyrage
+
+from civicshare.canonical import canonical_json, parse_json
+from civicshare.config import check_org_id
+from civicshare.errors import InvalidInput, Problem, TooLarge, UsageError
+from civicshare.exchange.signed import Signer, document_body, sign_document, verify_document
+
+MANIFEST = "manifest"
+PART_SIZE = 8 * 1024 * 1024
+MAX_PART_SIZE = 16 * 1024 * 1024
+# A 1 TiB payload in 8 MiB parts has 131,072 parts; this leaves room without inviting abuse.
+MAX_PARTS = 200_000
+MAX_COLUMNS = 2_000
+MAX_NAME = 300
+MAX_COLUMN_NAME = 300
+# Canonical JSON spends 67 bytes per part hash, so MAX_PARTS hashes take about 13.4 MB; columns at
+# most about 0.7 MB. 16 MiB holds the largest valid manifest even pretty-printed (a test checks it).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_SIZE = 2**63 - 1
+MAX_PROBLEMS = 50
+DATASET, DOCUMENT = "dataset", "document"
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+TRANSFER_ID_RE = re.compile(r"t_[a-z0-9]{1,38}")
+HOLDING_ID_RE = re.compile(r"h_[a-z0-9]{1,38}")
+AGREEMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FIELDS = ("transfer", "sender", "recipient", "created", "agreement", "holding", "plaintext", "ciphertext",
+           "parts")
+_HOLDING_FIELDS = ("id", "kind", "name", "media_type", "rows", "columns")
+
+
+def doc_time(moment: datetime) -> str:
+    """ISO 8601 in UTC to the second, with Z: the one spelling manifests and receipts use."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The size in bytes and lower-case hex SHA-256 of a byte string."""
+
+    size: int
+    sha256: str
+
+    def to_body(self) -> dict[str, Any]:
+        return {"size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class HoldingInfo:
+    """What the recipient learns of the holding: enough to store it and to show what arrived."""
+
+    id: str
+    kind: str
+    name: str
+    media_type: str
+    rows: int | None
+    columns: list[dict[str, str]] | None
+
+    def to_body(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "name": self.name, "media_type": self.media_type,
+                "rows": self.rows, "columns": [dict(c) for c in self.columns] if self.columns is not None else None}
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c["name"] for c in self.columns or []]
+
+
+def parts_needed(size: int, part_size: int) -> int:
+    """How many parts of ``part_size`` bytes carry ``size`` bytes (the last may be shorter)."""
+    return -(-size // part_size)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    transfer: str
+    sender: str
+    recipient: str
+    created: datetime
+    agreement: str | None
+    holding: HoldingInfo
+    plaintext: Digest
+    ciphertext: Digest
+    age_recipient: str
+    part_size: int
+    part_hashes: tuple[str, ...]
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "transfer": self.transfer, "sender": self.sender, "recipient": self.recipient,
+            "created": doc_time(self.created), "agreement": self.agreement, "holding": self.holding.to_body(),
+            "plaintext": self.plaintext.to_body(),
+            "ciphertext": {**self.ciphertext.to_body(), "age_recipient": self.age_recipient},
+            "parts": {"size": self.part_size, "sha256": list(self.part_hashes)},
+        }
+
+    @property
+    def part_count(self) -> int:
+        return len(self.part_hashes)
+
+    def part_length(self, n: int) -> int:
+        """The exact length of part ``n``: ``part_size``, except the last, which may be shorter."""
+        if type(n) is not int or not 0 <= n < self.part_count:
+            raise InvalidInput(f"Transfer {self.transfer} has parts 0 to {self.part_count - 1}; there is no part {n}.")
+        if n < self.part_count - 1:
+            return self.part_size
+        return self.ciphertext.size - self.part_size * (self.part_count - 1)
+
+    @classmethod
+    def from_body(cls, body: object) -> Manifest:
+        """Check every field; InvalidInput lists each fault with its field path."""
+        if not isinstance(body, dict):
+            raise InvalidInput("The body of a manifest is a JSON object.")
+        check = Checker()
+        check.fields(body, _FIELDS, "", "manifest")
+        transfer = check.field(body, "transfer", transfer_id)
+        sender = check.field(body, "sender", org_id)
+        recipient = check.field(body, "recipient", org_id)
+        created = check.field(body, "created", parse_time)
+        agreement = check.field(body, "agreement", _agreement)
+        holding = _holding(check, body.get("holding"))
+        plaintext = check.digest(body.get("plaintext"), "plaintext", extra=())
+        ciphertext = check.digest(body.get("ciphertext"), "ciphertext", extra=("age_recipient",))
+        cipher_body = body.get("ciphertext")
+        age_recipient = (check.field(cipher_body, "age_recipient", age_recipient_text, "ciphertext.")
+                         if isinstance(cipher_body, dict) else None)
+        part_size, part_hashes = _parts(check, body.get("parts"))
+        if not check.problems:
+            if sender == recipient:
+                check.add("names the sender as its own recipient", "recipient")
+            if ciphertext.size <= plaintext.size:
+                check.add("is not larger than the plaintext, which an age ciphertext always is", "ciphertext.size")
+            needed = parts_needed(ciphertext.size, part_size)
+            if needed != len(part_hashes):
+                check.add(f"lists {len(part_hashes)} part hashes, but {ciphertext.size} bytes in parts of "
+                          f"{part_size} bytes make {needed}", "parts.sha256")
+        check.raise_if_any("This manifest is not a valid civicshare manifest")
+        assert age_recipient is not None
+        return cls(transfer, sender, recipient, created, agreement, holding, plaintext, ciphertext, age_recipient,
+                   part_size, tuple(part_hashes))
+
+
+class Checker:
+    """Collects problems, each with the path of its field, so a refusal names every fault at once."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.total = 0
+
+    def add(self, message: str, field: str) -> None:
+        self.total += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(message, field=field))
+
+    def field(self, body: dict[str, Any], name: str, parse: Callable[[Any], Any], prefix: str = "") -> Any:
+        """``parse(body[name])``, or None with the problem noted (a missing field is noted by ``fields``)."""
+        if name not in body:
+            return None
+        try:
+            return parse(body.get(name))
+        except (InvalidInput, UsageError) as exc:
+            self.add(exc.message, prefix + name)
+            return None
+
+    def fields(self, body: dict[str, Any], expected: tuple[str, ...], prefix: str, what: str) -> None:
+        for name in expected:
+            if name not in body:
+                self.add("is missing", prefix + name)
+        for name in sorted(set(body) - set(expected)):
+            self.add(f"is not a field of a version 1 {what}", prefix + str(name))
+
+    def digest(self, value: object, path: str, extra: tuple[str, ...]) -> Digest:
+        if not isinstance(value, dict):
+            self.add("must be an object with size and sha256", path)
+            return Digest(0, "")
+        self.fields(value, ("size", "sha256", *extra), path + ".", path)
+        size = self.field(value, "size", byte_count, path + ".")
+        digest = self.field(value, "sha256", sha256_hex, path + ".")
+        return Digest(size, digest)
+
+    def raise_if_any(self, message: str) -> None:
+        if self.problems:
+            more = self.total - len(self.problems)
+            if more > 0:
+                self.problems.append(Problem(f"and {more} more problems"))
+            raise InvalidInput(message, problems=self.problems)
+
+
+def _holding(check: Checker, value: object) -> HoldingInfo:
+    if not isinstance(value, dict):
+        check.add("must be an object describing the holding", "holding")
+        return HoldingInfo("", "", "", "", None, None)
+    check.fields(value, _HOLDING_FIELDS, "holding.", "holding description")
+    hid = check.field(value, "id", holding_id, "holding.")
+    kind = check.field(value, "kind", _kind, "holding.")
+    name = check.field(value, "name", lambda v: text_line(v, MAX_NAME), "holding.")
+    media_type = check.field(value, "media_type", _media_type, "holding.")
+    rows, columns = value.get("rows"), value.get("columns")
+    if kind == DOCUMENT:
+        if rows is not None:
+            check.add("must be null for a document", "holding.rows")
+        if columns is not None:
+            check.add("must be null for a document", "holding.columns")
+        return HoldingInfo(hid, kind, name, media_type, None, None)
+    if kind == DATASET:
+        if media_type is not None and media_type != PARQUET_MEDIA_TYPE:
+            check.add(f"must be {PARQUET_MEDIA_TYPE} for a dataset", "holding.media_type")
+        rows = check.field(value, "rows", byte_count, "holding.")
+        return HoldingInfo(hid, kind, name, media_type, rows, _columns(check, columns))
+    return HoldingInfo(hid, kind, name, media_type, None, None)
+
+
+def _columns(check: Checker, value: object) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        check.add("must be a list of the dataset's columns", "holding.columns")
+        return []
+    if len(value) > MAX_COLUMNS:
+        check.add(f"lists {len(value)} columns; at most {MAX_COLUMNS} are accepted", "holding.columns")
+        return []
+    columns: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for i, column in enumerate(value):
+        path = f"holding.columns[{i}]"
+        if not isinstance(column, dict):
+            check.add('must be {"name": ..., "type": "string"}', path)
+            continue
+        check.fields(column, ("name", "type"), path + ".", "column")
+        name = check.field(column, "name", lambda v: text_line(v, MAX_COLUMN_NAME, strip=False), path + ".")
+        if column.get("type") != "string":
+            check.add('must be "string": every column of a dataset is text', path + ".type")
+        if name is not None:
+            if name in seen:
+                check.add(f"repeats the column name {name!r}", path + ".name")
+            seen.add(name)
+            columns.append({"name": name, "type": "string"})
+    return columns
+
+
+def _parts(check: Checker, value: object) -> tuple[int, list[str]]:
+    if not isinstance(value, dict):
+        check.add("must be an object with the part size and the sha256 of every part", "parts")
+        return 0, []
+    check.fields(value, ("size", "sha256"), "parts.", "parts description")
+    size = value.get("size")
+    if type(size) is not int or not 0 < size <= MAX_PART_SIZE:
+        check.add(f"must be a whole number of bytes from 1 to {MAX_PART_SIZE}", "parts.size")
+    hashes = value.get("sha256")
+    if not isinstance(hashes, list) or not hashes:
+        check.add("must list the sha256 of every part", "parts.sha256")
+        return 0, []
+    if len(hashes) > MAX_PARTS:
+        check.add(f"lists {len(hashes)} parts; at most {MAX_PARTS:,} are accepted", "parts.sha256")
+        return 0, []
+    for i, item in enumerate(hashes):
+        if not isinstance(item, str) or not SHA256_RE.fullmatch(item):
+            check.add("must be 64 lower-case hex digits", f"parts.sha256[{i}]")
+    return (size if type(size) is int else 0), hashes
+
+
+# Field checks, shared with the receipt. Each returns the value or raises InvalidInput. -----------
+
+def transfer_id(value: object) -> str:
+    if not isinstance(value, str) or not TRANSFER_ID_RE.fullmatch(value):
+        raise InvalidInput("must be a transfer id such as t_4kq3...")
+    return value
+
+
+def holding_id(value: object) -> str:
+    if not isinstance(value, str) or not HOLDING_ID_RE.fullmatch(value):
+        raise InvalidInput("must be a holding id such as h_4kq3...")
+    return value
+
+
+def org_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("must be an organisation id")
+    try:
+        return check_org_id(value)
+    except UsageError as exc:
+        raise InvalidInput(exc.message) from None
+
+
+def parse_time(value: object) -> datetime:
+    if not isinstance(value, str) or not TIME_RE.fullmatch(value):
+        raise InvalidInput("must be a UTC time such as 2026-11-01T09:30:00Z")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not a real date and time") from None
+
+
+def byte_count(value: object) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_SIZE:
+        raise InvalidInput("must be a whole number, zero or more")
+    return value
+
+
+def sha256_hex(value: object) -> str:
+    if not isinstance(value, str) or not SHA256_RE.fullmatch(value):
+        raise InvalidInput("must be a SHA-256 as 64 lower-case hex digits")
+    return value
+
+
+def text_line(value: object, limit: int, *, strip: bool = True) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("must be text that is not blank")
+    if len(value) > limit or _CONTROL.search(value) or (strip and value != value.strip()):
+        raise InvalidInput(f"must be one line of at most {limit} characters"
+                           + (", without spaces at either end" if strip else ""))
+    return value
+
+
+def age_recipient_text(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("age1"):
+        raise InvalidInput("must be an age X25519 recipient (age1...)")
+    try:
+        pyrage.x25519.Recipient.from_str(value)
+    except Exception:  # noqa: BLE001 - pyrage raises its own and ValueError; any failure means unusable
+        raise InvalidInput("is not a valid age X25519 recipient") from None
+    return value
+
+
+def _kind(value: object) -> str:
+    if value not in (DATASET, DOCUMENT):
+        raise InvalidInput('must be "dataset" or "document"')
+    assert isinstance(value, str)
+    return value
+
+
+def _media_type(value: object) -> str:
+    if not isinstance(value, str) or not MEDIA_TYPE_RE.fullmatch(value):
+        raise InvalidInput("must be a media type such as application/pdf")
+    return value
+
+
+def _agreement(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not AGREEMENT_RE.fullmatch(value):
+        raise InvalidInput("must be null or the id of a data sharing agreement")
+    return value
+
+
+# Signing and reading -------------------------------------------------------------------------------
+
+def read_document(data: str | bytes | dict[str, Any], kind: str, limit: int) -> dict[str, Any]:
+    """A signed document of ``kind`` from text, bytes or an already parsed object; size-limited, strict."""
+    if isinstance(data, dict):
+        raw: str | bytes = canonical_json(data)
+    elif isinstance(data, str | bytes):
+        raw = data
+    else:
+        raise UsageError(f"A {kind} is read from JSON text, bytes or an object.")
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
+    if size > limit:
+        raise TooLarge(f"This {kind} is {size:,} bytes; a {kind} is never more than {limit:,}.")
+    document = data if isinstance(data, dict) else parse_json(raw)
+    document_body(kind, document)
+    assert isinstance(document, dict)
+    return document
+
+
+def sign_manifest(manifest: Manifest, key_id_hint: str, sign: Signer) -> dict[str, Any]:
+    """The signed manifest document; the body is checked to read back before it is signed."""
+    body = manifest.to_body()
+    if Manifest.from_body(body) != manifest:
+        raise UsageError("This manifest does not survive being written out; it was built wrongly.")
+    document = sign_document(MANIFEST, body, key_id_hint, sign)
+    if len(canonical_json(document)) > MAX_MANIFEST_BYTES:
+        raise TooLarge(f"This manifest would be larger than {MAX_MANIFEST_BYTES:,} bytes.")
+    return document
+
+
+def peek_manifest(data: str | bytes | dict[str, Any]) -> Manifest:
+    """The manifest as it claims to be, WITHOUT checking its signature.
+
+    Only for learning the claimed sender, so its key can be looked up and ``parse_manifest`` called.
+    Never act on anything else it says: anyone could have written it.
+    """
+    return Manifest.from_body(document_body(MANIFEST, read_document(data, MANIFEST, MAX_MANIFEST_BYTES)))
+
+
+def parse_manifest(data: str | bytes | dict[str, Any], *, sender_key: bytes) -> tuple[Manifest, dict[str, Any]]:
+    """Read a signed manifest and verify it with the sender's Ed25519 key; returns it and its document.
+
+    TooLarge or InvalidInput when malformed; SecurityError when the signature does not verify.
+    """
+    document = read_document(data, MANIFEST, MAX_MANIFEST_BYTES)
+    manifest = Manifest.from_body(document_body(MANIFEST, document))
+    verify_document(MANIFEST, document, sender_key)
+    return manifest, document
+
+
+def manifest_sha256(document: dict[str, Any]) -> str:
+    """The SHA-256 (hex) of the canonical JSON of a signed manifest document, as receipts quote it."""
+    return hashlib.sha256(canonical_json(document)).hexdigest()

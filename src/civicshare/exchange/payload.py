@@ -1,0 +1,300 @@
+"""The payload: a holding sealed with age to a partner's recipient, and opened again at the partner.
+
+Plaintext never touches the disk on either side:
+
+* a document is decrypted from its own blob and re-encrypted to the partner in one streaming pass
+  (two threads joined by a pipe; see :func:`civicshare.crypto.datakeys.reseal`), in constant memory;
+* a dataset is written as plain Parquet into an in-memory file (memfd), hashed and sealed from there.
+
+At the recipient the ciphertext is hashed as it is read and checked against the signed manifest; the
+plaintext is hashed too. A document is re-sealed straight into a new holding under a fresh document
+key; a dataset is decrypted into an in-memory file and imported as a new encrypted-Parquet holding.
+The new holding appears only once every check passed; on any failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from civicshare.access import Actor
+from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, reseal, write_new_file
+from civicshare.errors import IntegrityError, InvalidInput, NotForUs, Problem, UsageError
+from civicshare.exchange.manifest import (
+    DATASET,
+    DOCUMENT,
+    MAX_PART_SIZE,
+    PARQUET_MEDIA_TYPE,
+    PART_SIZE,
+    Digest,
+    HoldingInfo,
+    Manifest,
+    age_recipient_text,
+)
+from civicshare.holdings.store import Holding
+from civicshare.holdings.tabular import import_parquet, plain_parquet
+from civicshare.memfile import memory_file
+
+if TYPE_CHECKING:  # the node imports the exchange, not the other way round
+    from civicshare.node import Node
+
+CHUNK = 1024 * 1024
+
+
+class StreamHash:
+    """The size and SHA-256 of a stream fed to it, and the SHA-256 of each ``part_size`` slice."""
+
+    def __init__(self, part_size: int | None = None) -> None:
+        self.size = 0
+        self._whole = hashlib.sha256()
+        self._part_size = part_size
+        self._part = hashlib.sha256()
+        self._part_filled = 0
+        self._parts: list[str] = []
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+        self._whole.update(data)
+        if self._part_size is None:
+            return
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self._part_size - self._part_filled)
+            self._part.update(view[:take])
+            self._part_filled += take
+            view = view[take:]
+            if self._part_filled == self._part_size:
+                self._parts.append(self._part.hexdigest())
+                self._part, self._part_filled = hashlib.sha256(), 0
+
+    def digest(self) -> Digest:
+        return Digest(self.size, self._whole.hexdigest())
+
+    @property
+    def part_hashes(self) -> tuple[str, ...]:
+        """The hash of every part so far, the last (shorter) one included."""
+        tail = (self._part.hexdigest(),) if self._part_filled else ()
+        return (*self._parts, *tail)
+
+
+def hash_stream(src: BinaryIO, part_size: int | None = None) -> StreamHash:
+    """Read ``src`` to its end and return its sizes and hashes."""
+    tally = StreamHash(part_size)
+    while chunk := src.read(CHUNK):
+        tally.update(chunk)
+    return tally
+
+
+def hash_file(path: Path, part_size: int | None = None) -> StreamHash:
+    with open(path, "rb") as fh:
+        return hash_stream(fh, part_size)
+
+
+class _TapReader:
+    """Hands every byte read from ``src`` to ``tap`` as well."""
+
+    def __init__(self, src: BinaryIO, tap: StreamHash) -> None:
+        self._src = src
+        self._tap = tap
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        if data:
+            self._tap.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+Writer = Callable[[bytes], object]
+
+
+def _tee(*writers: Writer) -> Writer:
+    def write(data: bytes) -> None:
+        for w in writers:
+            w(data)
+    return write
+
+
+@dataclass(frozen=True)
+class SealedPayload:
+    path: Path
+    plaintext: Digest
+    ciphertext: Digest
+    part_size: int
+    part_hashes: tuple[str, ...]
+    holding: HoldingInfo
+
+    def manifest(self, *, transfer: str, sender: str, recipient: str, created: datetime, age_recipient: str,
+                 agreement: str | None = None) -> Manifest:
+        """The manifest describing this payload (unsigned; see ``sign_manifest``)."""
+        return Manifest(transfer, sender, recipient, created.replace(microsecond=0), agreement, self.holding,
+                        self.plaintext, self.ciphertext, age_recipient, self.part_size, self.part_hashes)
+
+
+def check_part_size(part_size: int) -> int:
+    if type(part_size) is not int or not 0 < part_size <= MAX_PART_SIZE:
+        raise UsageError(f"A part is 1 to {MAX_PART_SIZE} bytes, not {part_size!r}.")
+    return part_size
+
+
+def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, dest: Path, *,
+                 part_size: int = PART_SIZE, columns: list[str] | None = None) -> SealedPayload:
+    """Seal a copy of a holding to ``age_recipient`` at ``dest`` (0600; never overwritten: Conflict).
+
+    The data key is unwrapped through the store, which logs key.unwrap. ``columns`` keeps only those
+    fields of a dataset, in that order. Shredded for a shredded holding.
+    """
+    check_part_size(part_size)
+    try:
+        age_recipient_text(age_recipient)
+    except InvalidInput as exc:
+        raise UsageError(f"The recipient {exc.message}.") from None
+    dest = Path(dest)
+    holding, blob, key = node.holdings.open_for_sharing(actor, holding_id)
+    plain, cipher = StreamHash(), StreamHash(part_size)
+    if holding.kind == DOCUMENT:
+        if columns is not None:
+            raise UsageError("A document is shared whole; columns apply to datasets only.")
+
+        def reseal_document(sink: Sink) -> None:
+            with open(blob, "rb") as fh:
+                reseal(fh, [key], [age_recipient], _tee(sink.write, cipher.update), on_plaintext=plain.update)
+
+        write_new_file(dest, reseal_document)
+        info = HoldingInfo(holding.id, DOCUMENT, holding.name, holding.media_type, None, None)
+    else:
+        with memory_file("civicshare-payload") as (_fd, path):
+            rows, chosen = plain_parquet(blob, key, path, columns)
+            with open(path, "rb") as fh:
+                source = _TapReader(fh, plain)
+
+                def seal_table(sink: Sink) -> None:
+                    age_encrypt(source, [age_recipient], _tee(sink.write, cipher.update))
+
+                write_new_file(dest, seal_table)
+        info = HoldingInfo(holding.id, DATASET, holding.name, PARQUET_MEDIA_TYPE, rows,
+                           [{"name": c, "type": "string"} for c in chosen])
+    return SealedPayload(dest, plain.digest(), cipher.digest(), part_size, cipher.part_hashes, info)
+
+
+# At the recipient ----------------------------------------------------------------------------------
+
+def _mismatches(manifest: Manifest, cipher: StreamHash, plain: StreamHash | None) -> list[Problem]:
+    problems = []
+    got = cipher.digest()
+    if got.size != manifest.ciphertext.size:
+        problems.append(Problem(f"is {got.size} bytes but the manifest says {manifest.ciphertext.size}",
+                                field="ciphertext.size"))
+    if not hmac.compare_digest(got.sha256, manifest.ciphertext.sha256):
+        problems.append(Problem("does not match the manifest", field="ciphertext.sha256"))
+        for n, (mine, theirs) in enumerate(zip(cipher.part_hashes, manifest.part_hashes, strict=False)):
+            if mine != theirs:
+                problems.append(Problem("does not match the manifest", field=f"parts.sha256[{n}]"))
+                break
+    if plain is not None and not problems:
+        got = plain.digest()
+        if got.size != manifest.plaintext.size:
+            problems.append(Problem(f"is {got.size} bytes but the manifest says {manifest.plaintext.size}",
+                                    field="plaintext.size"))
+        if not hmac.compare_digest(got.sha256, manifest.plaintext.sha256):
+            problems.append(Problem("does not match the manifest", field="plaintext.sha256"))
+    return problems
+
+
+def _integrity(manifest: Manifest, problems: list[Problem]) -> IntegrityError:
+    return IntegrityError(f"The payload of transfer {manifest.transfer} is not what its manifest says: it was "
+                          "damaged on the way or tampered with", problems=problems)
+
+
+class _Opening:
+    """One payload being opened: the ciphertext is hashed as read, the plaintext as produced."""
+
+    def __init__(self, manifest: Manifest, source: BinaryIO) -> None:
+        self.manifest = manifest
+        self.cipher = StreamHash(manifest.part_size)
+        self.plain = StreamHash()
+        self.reader = _TapReader(source, self.cipher)
+
+    def failed(self, exc: NotForUs | IntegrityError) -> Exception:
+        """What a decryption failure means: if the bytes are not those the sender signed, the path
+        damaged them (retry); if they are, the sender sealed them so that we cannot open them."""
+        self.reader.drain()
+        problems = _mismatches(self.manifest, self.cipher, None)
+        if problems:
+            return _integrity(self.manifest, problems)
+        if isinstance(exc, NotForUs):
+            return NotForUs(f"The payload of transfer {self.manifest.transfer} is not sealed to this "
+                            "organisation's receiving key.")
+        return _integrity(self.manifest, [Problem("could not be decrypted", field="ciphertext")])
+
+    def check(self) -> None:
+        """Read whatever follows the age stream (so extra bytes count), then compare with the manifest."""
+        self.reader.drain()
+        problems = _mismatches(self.manifest, self.cipher, self.plain)
+        if problems:
+            raise _integrity(self.manifest, problems)
+
+
+def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, *, actor_name: str) -> Holding:
+    """Decrypt the ciphertext ``source`` for ``org_id``, check it against ``manifest`` and store it as a
+    new holding (created by the organisation's operator ``actor_name``; audited as holding.import).
+
+    NotForUs when it is sealed or addressed to someone else; IntegrityError when any size or hash
+    differs from the manifest, or it does not decrypt. On failure nothing is left behind.
+    """
+    key_id, ours = node.keys.age_recipient(org_id)
+    if manifest.recipient != org_id:
+        raise NotForUs(f"Transfer {manifest.transfer} is addressed to {manifest.recipient}, not {org_id}.")
+    if manifest.age_recipient != ours:
+        raise NotForUs(f"Transfer {manifest.transfer} is sealed to {manifest.age_recipient}, which is not the "
+                       f"receiving key of {org_id}.")
+    identity = node.keystore(org_id).age_identity(key_id)
+    opening = _Opening(manifest, source)
+    info = manifest.holding
+
+    def store_document(blob: Path, key: bytes) -> tuple[int, int | None, list[str] | None]:
+        def produce(sink: Sink) -> None:
+            try:
+                reseal(opening.reader, [identity], [document_recipient(key)], sink.write,
+                       on_plaintext=opening.plain.update)
+            except (NotForUs, IntegrityError) as exc:
+                raise opening.failed(exc) from None
+            opening.check()
+
+        write_new_file(blob, produce)
+        return opening.plain.size, None, None
+
+    def store_dataset(blob: Path, key: bytes) -> tuple[int, int | None, list[str] | None]:
+        with memory_file("civicshare-received") as (fd, path):
+            def write(data: bytes) -> None:
+                opening.plain.update(data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+
+            try:
+                age_decrypt(opening.reader, [identity], write)
+            except (NotForUs, IntegrityError) as exc:
+                raise opening.failed(exc) from None
+            opening.check()
+            table = import_parquet(path, blob, key)
+        if table.columns != info.column_names or table.rows != info.rows:
+            blob.unlink(missing_ok=True)
+            raise _integrity(manifest, [Problem("the received table's columns or rows differ from the manifest",
+                                                field="holding")])
+        return table.source_size, table.rows, table.columns
+
+    actor = Actor.operator(org_id, actor_name)
+    return node.holdings.import_received(
+        actor, info.kind, info.name, info.media_type,
+        store_dataset if info.kind == DATASET else store_document,
+        received_from=manifest.sender, transfer=manifest.transfer)

@@ -1,0 +1,213 @@
+"""Transfers: the sender's ledger, the recipient's inbox, and the ``Exchange`` that ties them together.
+
+A transfer is one holding sent to one partner. The sender seals it, signs a manifest and records it
+in its outbox (``transfers``) before anything leaves; the delivery worker then sends it, or it is
+written to a package for the offline route. The recipient records it in its inbox (``inbound``),
+stores the parts, and on commit opens it into a new holding and answers with a signed receipt.
+The database rows are the truth on both sides, so every step can be repeated after a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from civicshare.access import Actor
+from civicshare.canonical import parse_json
+from civicshare.clock import iso, utc
+from civicshare.exchange.manifest import Manifest, manifest_sha256, peek_manifest
+
+if TYPE_CHECKING:
+    from civicshare.exchange.delivery import DeliveryWorker
+    from civicshare.node import Node
+
+VERSION = 1
+# Sender's states.
+QUEUED, SENDING, DELIVERED, FAILED, EXPORTED = "queued", "sending", "delivered", "failed", "exported"
+# Recipient's states (``delivered`` is shared).
+RECEIVING, REFUSED = "receiving", "refused"
+NETWORK, OFFLINE = "network", "offline"
+SENDER_STATES = (QUEUED, SENDING, DELIVERED, FAILED, EXPORTED)
+
+
+def _time(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def manifest_summary(manifest: Manifest) -> dict[str, Any]:
+    """What a person needs to know of a manifest: the holding, sizes and hashes, the parts."""
+    return {
+        "holding": manifest.holding.to_body(), "agreement": manifest.agreement,
+        "created": iso(manifest.created), "plaintext": manifest.plaintext.to_body(),
+        "ciphertext": manifest.ciphertext.to_body(), "age_recipient": manifest.age_recipient,
+        "part_size": manifest.part_size, "parts": manifest.part_count,
+    }
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One row of the sender's ledger."""
+
+    id: str
+    org_id: str
+    holding_id: str
+    recipient: str
+    agreement: str | None
+    route: str
+    state: str
+    manifest_text: str
+    payload: str | None
+    size: int
+    bytes_sent: int
+    attempts: int
+    last_error: str | None
+    failed_reason: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    delivered_at: datetime | None
+    receipt_text: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Transfer:
+        return cls(row.id, row.org_id, row.holding_id, row.recipient, row.agreement_id, row.route, row.state,
+                   row.manifest, row.payload, row.size, row.bytes_sent, row.attempts, row.last_error,
+                   row.failed_reason, _time(row.next_attempt_at), utc(row.created_at), row.created_by,
+                   utc(row.updated_at), _time(row.delivered_at), row.receipt)
+
+    @property
+    def manifest_document(self) -> dict[str, Any]:
+        document = parse_json(self.manifest_text)
+        assert isinstance(document, dict)
+        return document
+
+    @property
+    def manifest(self) -> Manifest:
+        # Our own signed manifest, from our own database: no need to verify our signature again.
+        return peek_manifest(self.manifest_text)
+
+    @property
+    def receipt(self) -> dict[str, Any] | None:
+        if self.receipt_text is None:
+            return None
+        document = parse_json(self.receipt_text)
+        assert isinstance(document, dict)
+        return document
+
+    def payload_path(self, home: Path) -> Path | None:
+        return None if self.payload is None else home / self.payload
+
+    def to_json(self, *, detail: bool = False) -> dict[str, Any]:
+        """The ledger entry. Field names are stable: scripts and the fault tests read them."""
+        data: dict[str, Any] = {
+            "version": VERSION, "id": self.id, "organisation": self.org_id, "holding": self.holding_id,
+            "recipient": self.recipient, "agreement": self.agreement, "route": self.route, "state": self.state,
+            "bytes_sent": self.bytes_sent, "size": self.size, "attempts": self.attempts,
+            "last_error": self.last_error, "failed_reason": self.failed_reason,
+            "next_attempt": iso(self.next_attempt_at), "created": iso(self.created_at),
+            "created_by": self.created_by, "updated": iso(self.updated_at), "delivered": iso(self.delivered_at),
+        }
+        if detail:
+            data["manifest"] = manifest_summary(self.manifest)
+            data["manifest_sha256"] = manifest_sha256(self.manifest_document)
+            # A receipt is only ever stored after it verified (signature, hashes and checkpoint).
+            data["receipt"] = self.receipt
+            data["receipt_verified"] = self.receipt is not None
+        return data
+
+
+@dataclass(frozen=True)
+class InboundTransfer:
+    """One row of the recipient's inbox."""
+
+    org_id: str
+    transfer_id: str
+    sender: str
+    route: str
+    state: str
+    manifest_text: str
+    bytes_received: int
+    holding_id: str | None
+    receipt_text: str | None
+    refused_reason: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> InboundTransfer:
+        return cls(row.org_id, row.transfer_id, row.sender, row.route, row.state, row.manifest,
+                   row.bytes_received, row.holding_id, row.receipt, row.refused_reason, utc(row.created_at),
+                   _time(row.completed_at))
+
+    @property
+    def manifest_document(self) -> dict[str, Any]:
+        document = parse_json(self.manifest_text)
+        assert isinstance(document, dict)
+        return document
+
+    @property
+    def manifest(self) -> Manifest:
+        # Verified with the sender's key before the row was written.
+        return peek_manifest(self.manifest_text)
+
+    @property
+    def receipt(self) -> dict[str, Any] | None:
+        if self.receipt_text is None:
+            return None
+        document = parse_json(self.receipt_text)
+        assert isinstance(document, dict)
+        return document
+
+    def to_json(self) -> dict[str, Any]:
+        manifest = self.manifest
+        return {
+            "version": VERSION, "organisation": self.org_id, "transfer": self.transfer_id, "sender": self.sender,
+            "route": self.route, "state": self.state, "holding": self.holding_id, "kind": manifest.holding.kind,
+            "name": manifest.holding.name, "size": manifest.plaintext.size, "rows": manifest.holding.rows,
+            "bytes_received": self.bytes_received, "refused_reason": self.refused_reason,
+            "received": iso(self.created_at), "completed": iso(self.completed_at),
+        }
+
+
+class Exchange:
+    """Sharing holdings between organisations: the outbox, the inbox and the delivery worker."""
+
+    def __init__(self, node: Node) -> None:
+        from civicshare.exchange.inbox import Inbox
+        from civicshare.exchange.outbox import Outbox
+
+        self.node = node
+        self.outbox = Outbox(node)
+        self.inbox = Inbox(node)
+
+    def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
+              out: Path | None = None) -> Transfer:
+        """Seal a holding to partner ``to`` and put it in the outbox (or, with ``out``, in a package)."""
+        return self.outbox.share(actor, holding_id, to, agreement=agreement, out=out)
+
+    def transfers(self, actor: Actor) -> list[Transfer]:
+        return self.outbox.entries(actor)
+
+    def transfer(self, actor: Actor, transfer_id: str) -> Transfer:
+        return self.outbox.get(actor, transfer_id)
+
+    def inbound(self, actor: Actor) -> list[InboundTransfer]:
+        return self.inbox.entries(actor)
+
+    def receive(self, actor: Actor, path: Path, *, receipt_out: Path | None = None) -> dict[str, Any]:
+        """Import an offline package (answering with a receipt file) or take a receipt carried back."""
+        from civicshare.exchange.package import package_kind
+
+        if package_kind(path) == "receipt":
+            transfer = self.outbox.accept_receipt(actor, path)
+            return {"version": VERSION, "kind": "receipt", "transfer": transfer.id, "state": transfer.state,
+                    "recipient": transfer.recipient}
+        return self.inbox.import_package(actor, path, receipt_out=receipt_out)
+
+    def worker(self, *, retry_base: float = 2.0, **client_options: Any) -> DeliveryWorker:
+        from civicshare.exchange.delivery import DeliveryWorker
+
+        return DeliveryWorker(self.node, retry_base=retry_base, client_options=client_options)

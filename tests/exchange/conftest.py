@@ -1,0 +1,5 @@
+"""Fixtures for the exchange tests; their code lives in transfer_support.py beside the helpers."""
+
+from tests.exchange.transfer_support import transport, xnode
+
+__all__ = ["transport", "xnode"]

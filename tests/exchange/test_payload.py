@@ -1,0 +1,299 @@
+"""Sealed payloads: a holding sealed at north-wold opens as a new holding at south-fen, byte for byte;
+anything sealed to someone else, damaged or mis-described is refused and leaves nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from civicshare.access import Role
+from civicshare.db import tables as t
+from civicshare.errors import Conflict, IntegrityError, NotForUs, Shredded, UsageError
+from civicshare.exchange.manifest import Digest, Manifest
+from civicshare.exchange.payload import SealedPayload, StreamHash, hash_file, open_payload, seal_holding
+from civicshare.node import Node
+from tests.conftest import actor, write_csv
+
+NORTH, SOUTH = "north-wold", "south-fen"
+AGE = "/usr/bin/age"
+CSV = "nhs_number,surname,postcode\n0123456789,O'Brien,NW1 1AA\n0987654321,=SUM(A1),\n,Smith,SF2 2BB\n"
+
+
+def _dataset(node: Node, tmp_path: Path, text: str = CSV) -> str:
+    source = write_csv(tmp_path / "residents.csv", text)
+    return node.import_dataset(actor(NORTH), source, "Residents").id
+
+
+def _document(node: Node, data: bytes) -> str:
+    return node.import_document(actor(NORTH), io.BytesIO(data), "letter.pdf").id
+
+
+def _seal(node: Node, holding_id: str, dest: Path, to: str = SOUTH,
+          **options: object) -> tuple[SealedPayload, Manifest]:
+    _key, recipient = node.keys.age_recipient(to)
+    sealed = seal_holding(node, actor(NORTH), holding_id, recipient, dest, **options)  # type: ignore[arg-type]
+    manifest = sealed.manifest(transfer="t_abcdefghijklmnop", sender=NORTH, recipient=SOUTH,
+                               created=datetime(2026, 11, 22, 10, tzinfo=UTC), age_recipient=recipient)
+    return sealed, manifest
+
+
+def _open(node: Node, path: Path, manifest: Manifest) -> object:
+    with open(path, "rb") as fh:
+        return open_payload(node, SOUTH, fh, manifest, actor_name="receiver")
+
+
+def _state(node: Node) -> tuple[list[str], list[str], list[str]]:
+    """Every file under the blobs and work folders, the key register and the holdings: to show nothing
+    was left behind."""
+    files = sorted(str(p.relative_to(node.layout.home)) for d in (node.layout.blobs_dir, node.layout.work_dir)
+                   for p in d.rglob("*") if not p.is_dir())
+    with node.db.engine.connect() as conn:
+        keys = sorted(r.id for r in conn.execute(select(t.keys.c.id)))
+        holdings = sorted(r.id for r in conn.execute(select(t.holdings.c.id)))
+    return files, keys, holdings
+
+
+def test_stream_hash_splits_parts_exactly() -> None:
+    tally = StreamHash(part_size=4)
+    for piece in (b"ab", b"cdefg", b"", b"hij"):
+        tally.update(piece)
+    assert tally.digest() == Digest(10, hashlib.sha256(b"abcdefghij").hexdigest())
+    assert tally.part_hashes == tuple(hashlib.sha256(p).hexdigest() for p in (b"abcd", b"efgh", b"ij"))
+
+
+def test_dataset_round_trip_is_row_identical(node: Node, tmp_path: Path) -> None:
+    hid = _dataset(node, tmp_path)
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", part_size=200)
+    assert sealed.holding.kind == "dataset" and sealed.holding.rows == 3
+    assert sealed.holding.columns == [{"name": c, "type": "string"} for c in ("nhs_number", "surname", "postcode")]
+    assert (tmp_path / "payload.age").stat().st_mode & 0o777 == 0o600
+    assert hash_file(sealed.path, 200).part_hashes == sealed.part_hashes and len(sealed.part_hashes) > 1
+    assert Manifest.from_body(manifest.to_body()) == manifest
+    holding = _open(node, sealed.path, manifest)
+    assert holding.org_id == SOUTH and holding.kind == "dataset" and holding.rows == 3  # type: ignore[attr-defined]
+    assert holding.columns == ["nhs_number", "surname", "postcode"] and holding.format == "parquet"  # type: ignore[attr-defined]
+    out_north, out_south = tmp_path / "north.csv", tmp_path / "south.csv"
+    node.export(actor(NORTH), hid, out_north)
+    node.export(actor(SOUTH), holding.id, out_south)  # type: ignore[attr-defined]
+    assert out_south.read_bytes() == out_north.read_bytes()
+    assert "0123456789,O'Brien" in out_south.read_text()
+    entry = [e for e in node.audit.entries(SOUTH) if e.action == "holding.import"][-1]
+    assert entry.actor == "cli:receiver" and entry.outcome == "ok"
+    assert entry.details["received_from"] == NORTH and entry.details["transfer"] == "t_abcdefghijklmnop"
+    assert any(e.action == "key.unwrap" and e.object is not None for e in node.audit.entries(NORTH))
+
+
+def test_dataset_columns_can_be_chosen(node: Node, tmp_path: Path) -> None:
+    hid = _dataset(node, tmp_path)
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", columns=["postcode", "nhs_number"])
+    assert [c["name"] for c in sealed.holding.columns or []] == ["postcode", "nhs_number"]
+    holding = _open(node, sealed.path, manifest)
+    out = tmp_path / "south.csv"
+    node.export(actor(SOUTH), holding.id, out)  # type: ignore[attr-defined]
+    assert out.read_text().splitlines() == ["postcode,nhs_number", "NW1 1AA,0123456789", ",0987654321",
+                                            "SF2 2BB,"]
+    with pytest.raises(UsageError, match="no column 'age'"):
+        _seal(node, hid, tmp_path / "other.age", columns=["age"])
+    assert not (tmp_path / "other.age").exists() and not (tmp_path / "other.age.partial").exists()
+
+
+def test_document_round_trip_is_byte_identical(node: Node, tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    hid = _document(node, data)
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", part_size=65536)
+    assert sealed.holding.kind == "document" and sealed.holding.media_type == "application/pdf"
+    assert sealed.plaintext.size == len(data) and len(sealed.part_hashes) == -(-sealed.ciphertext.size // 65536)
+    holding = _open(node, sealed.path, manifest)
+    assert holding.size == len(data) and holding.media_type == "application/pdf"  # type: ignore[attr-defined]
+    out = tmp_path / "letter.pdf"
+    node.export(actor(SOUTH), holding.id, out)  # type: ignore[attr-defined]
+    assert out.read_bytes() == data
+    # The received copy is sealed under its own new key, not the sender's and not the transfer's.
+    blob = node.layout.home / holding.blob  # type: ignore[attr-defined]
+    assert blob.read_bytes() != sealed.path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["dataset", "document"])
+def test_payload_opens_with_the_age_tool(node: Node, tmp_path: Path, kind: str) -> None:
+    data = b"hello south fen\n" * 1000
+    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, data)
+    sealed, _manifest = _seal(node, hid, tmp_path / "payload.age")
+    identity = tmp_path / "south.key"
+    node.export_age_identity(actor(SOUTH, Role.ADMIN), identity)
+    out = subprocess.run([AGE, "--decrypt", "-i", str(identity), str(sealed.path)], capture_output=True,
+                         check=True).stdout
+    assert len(out) == sealed.plaintext.size
+    if kind == "document":
+        assert out == data
+    else:
+        assert out[:4] == b"PAR1" and out[-4:] == b"PAR1"
+    wrong = tmp_path / "north.key"
+    node.export_age_identity(actor(NORTH, Role.ADMIN), wrong)
+    assert subprocess.run([AGE, "--decrypt", "-i", str(wrong), str(sealed.path)], capture_output=True).returncode != 0
+
+
+def test_dest_is_never_overwritten(node: Node, tmp_path: Path) -> None:
+    hid = _document(node, b"x" * 10)
+    (tmp_path / "payload.age").write_bytes(b"keep me")
+    with pytest.raises(Conflict):
+        _seal(node, hid, tmp_path / "payload.age")
+    assert (tmp_path / "payload.age").read_bytes() == b"keep me"
+
+
+def test_shredded_holding_is_refused(node: Node, tmp_path: Path) -> None:
+    hid = _document(node, b"x" * 10)
+    node.shred(actor(NORTH), hid)
+    with pytest.raises(Shredded):
+        _seal(node, hid, tmp_path / "payload.age")
+    assert not list(tmp_path.glob("payload.age*"))
+
+
+@pytest.mark.parametrize("kind", ["dataset", "document"])
+def test_sealed_to_someone_else_is_not_for_us_and_leaves_nothing(node: Node, tmp_path: Path, kind: str) -> None:
+    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, b"secret" * 1000)
+    # Sealed to north-wold's own key, but the manifest claims south-fen's: the header does not open.
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", to=NORTH)
+    _key, south = node.keys.age_recipient(SOUTH)
+    lying = Manifest(**{**manifest.__dict__, "age_recipient": south})
+    before = _state(node)
+    with pytest.raises(NotForUs):
+        _open(node, sealed.path, lying)
+    assert _state(node) == before
+    # A manifest naming another recipient key is refused before anything is read.
+    with pytest.raises(NotForUs, match="not the receiving key"):
+        _open(node, sealed.path, manifest)
+    elsewhere = Manifest(**{**manifest.__dict__, "recipient": "east-marsh"})
+    with pytest.raises(NotForUs, match="addressed to east-marsh"):
+        _open(node, sealed.path, elsewhere)
+    assert _state(node) == before
+
+
+@pytest.mark.parametrize("kind", ["dataset", "document"])
+@pytest.mark.parametrize("where", ["header", "body", "end"])
+def test_flipped_ciphertext_byte_is_an_integrity_error_and_leaves_nothing(node: Node, tmp_path: Path, kind: str,
+                                                                          where: str) -> None:
+    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, os.urandom(200_000))
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    data = bytearray(sealed.path.read_bytes())
+    index = {"header": 60, "body": len(data) // 2, "end": len(data) - 1}[where]
+    data[index] ^= 0x01
+    damaged = tmp_path / "damaged.age"
+    damaged.write_bytes(bytes(data))
+    before = _state(node)
+    # A damaged header looks like "not our key" to age; the hash shows it is damage, which is retried.
+    with pytest.raises(IntegrityError) as caught:
+        _open(node, damaged, manifest)
+    assert not isinstance(caught.value, NotForUs)
+    assert any(p.field == "ciphertext.sha256" for p in caught.value.problems)
+    assert _state(node) == before
+
+
+@pytest.mark.parametrize("kind", ["dataset", "document"])
+def test_extra_or_missing_bytes_are_integrity_errors(node: Node, tmp_path: Path, kind: str) -> None:
+    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, os.urandom(100_000))
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    before = _state(node)
+    for data in (sealed.path.read_bytes() + b"\0", sealed.path.read_bytes()[:-1]):
+        with pytest.raises(IntegrityError):
+            open_payload(node, SOUTH, io.BytesIO(data), manifest, actor_name="receiver")
+    assert _state(node) == before
+
+
+@pytest.mark.parametrize("kind", ["dataset", "document"])
+@pytest.mark.parametrize("change", ["sha256", "size"])
+def test_plaintext_mismatch_in_manifest_is_refused_and_leaves_nothing(node: Node, tmp_path: Path, kind: str,
+                                                                      change: str) -> None:
+    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, os.urandom(100_000))
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    plain = manifest.plaintext
+    wrong = Digest(plain.size, "0" * 64) if change == "sha256" else Digest(plain.size - 1, plain.sha256)
+    lying = Manifest(**{**manifest.__dict__, "plaintext": wrong})
+    before = _state(node)
+    with pytest.raises(IntegrityError) as caught:
+        _open(node, sealed.path, lying)
+    assert [p.field for p in caught.value.problems] == [f"plaintext.{change}"]
+    assert _state(node) == before
+
+
+def test_dataset_rows_differing_from_the_manifest_are_refused(node: Node, tmp_path: Path) -> None:
+    hid = _dataset(node, tmp_path)
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    holding = manifest.holding.__class__(**{**manifest.holding.__dict__, "rows": 4})
+    before = _state(node)
+    with pytest.raises(IntegrityError, match="not what its manifest says"):
+        _open(node, sealed.path, Manifest(**{**manifest.__dict__, "holding": holding}))
+    assert _state(node) == before
+
+
+MEMORY_SCRIPT = r"""
+import io, os, resource, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from civicshare.access import Actor, Role
+from civicshare.crypto import KdfParams
+from civicshare.exchange.payload import open_payload, seal_holding
+from civicshare.node import Node
+
+size = int(sys.argv[2])
+home = Path(sys.argv[1])
+node = Node.init(home / "home", "north-wold", "North", passphrase="pw pw pw pw pw", kdf=KdfParams.fast_for_tests())
+node.add_organisation("south-fen", "South")
+
+class Random(io.RawIOBase):
+    left = size
+    def readable(self): return True
+    def readinto(self, b):
+        n = min(len(b), self.left, 1 << 20)
+        b[:n] = os.urandom(n)
+        self.left -= n
+        return n
+
+north = Actor("north-wold", "tester", Role.RECORDS_MANAGER)
+holding = node.import_document(north, io.BufferedReader(Random()), "big.bin")
+_k, recipient = node.keys.age_recipient("south-fen")
+sealed = seal_holding(node, north, holding.id, recipient, home / "payload.age")
+manifest = sealed.manifest(transfer="t_abcdefghijklmnop", sender="north-wold", recipient="south-fen",
+                           created=datetime.now(UTC), age_recipient=recipient)
+with open(sealed.path, "rb") as fh:
+    received = open_payload(node, "south-fen", fh, manifest, actor_name="receiver")
+assert received.size == size == sealed.plaintext.size
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_sealing_and_opening_a_large_document_takes_constant_memory(tmp_path: Path) -> None:
+    size = 256 * 1024 * 1024
+    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path), str(size)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_mib = int(done.stdout.strip().splitlines()[-1])
+    assert peak_mib < 200, f"peak RSS {peak_mib} MiB"
+    print(json.dumps({"peak_rss_mib": peak_mib}))
+
+
+def test_package_carries_a_payload_end_to_end(node: Node, tmp_path: Path) -> None:
+    from civicshare.exchange.manifest import parse_manifest, peek_manifest, sign_manifest
+    from civicshare.exchange.package import read_package, write_package
+
+    hid = _dataset(node, tmp_path)
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    key_id, public = node.keys.signing_key(NORTH)
+    store = node.keystore(NORTH)
+    document = sign_manifest(manifest, key_id, lambda data: store.sign(key_id, data))
+    write_package(tmp_path / "share.tar", document, sealed.path)
+    got, ciphertext = read_package(tmp_path / "share.tar", tmp_path / "inbox")
+    claimed = peek_manifest(got)
+    assert claimed.sender == NORTH
+    verified, _doc = parse_manifest(got, sender_key=node.keys.signing_key(claimed.sender)[1])
+    assert verified == manifest and public == node.keys.signing_key(NORTH)[1]
+    holding = _open(node, ciphertext, verified)
+    assert holding.rows == 3  # type: ignore[attr-defined]

@@ -1,0 +1,69 @@
+"""Fixtures for transfer tests: one node hosting two partners that pin each other, and its API in-process.
+
+The node has a public URL, so each organisation's card carries an endpoint; the delivery worker's
+requests go through the real application (Starlette's test transport), gate and inbox included.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from civicshare.access import Actor
+from civicshare.api.app import create_app
+from civicshare.crypto import KdfParams
+from civicshare.holdings.store import Holding
+from civicshare.node import Node
+from tests.conftest import PASSPHRASE, actor, write_csv
+
+NORTH, SOUTH, EAST = "north-wold", "south-fen", "east-marsh"
+URL = "http://civicshare.test"
+DOCUMENT = bytes(range(256)) * 23 + b"the end\n"  # 5,896 bytes: several parts of 1 KiB
+CSV = "surname,postcode\nAbbott,NW1 1AA\nBrown,NW2 2BB\nČapek,NW3 3CC\n"
+
+
+def pin(node: Node, org: str, partner: str) -> None:
+    node.add_partner(Actor.operator(org), json.dumps(node.card(Actor.operator(partner))))
+
+
+@pytest.fixture
+def xnode(tmp_path: Path, db_url: str | None) -> Iterator[Node]:
+    """A node at URL hosting north-wold and south-fen, each pinning the other."""
+    n = Node.init(tmp_path / "home", NORTH, "North Wold District Council", url=URL, db_url=db_url,
+                  passphrase=PASSPHRASE, kdf=KdfParams.fast_for_tests())
+    n.add_organisation(SOUTH, "South Fen Borough Council", url=URL)
+    pin(n, NORTH, SOUTH)
+    pin(n, SOUTH, NORTH)
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def transport(xnode: Node) -> httpx.BaseTransport:
+    """The node's own API as the partner client's transport."""
+    client = TestClient(create_app(xnode), base_url=URL, raise_server_exceptions=False)
+    return client._transport
+
+
+def document(node: Node, data: bytes = DOCUMENT) -> Holding:
+    return node.import_document(actor(NORTH), io.BytesIO(data), "letter.bin", media_type="application/octet-stream")
+
+
+def dataset(node: Node, tmp_path: Path) -> Holding:
+    return node.import_dataset(actor(NORTH), write_csv(tmp_path / "residents.csv", CSV), "Residents")
+
+
+def entries(node: Node, org: str, action: str) -> list[Any]:
+    return [e for e in node.audit.entries(org) if e.action == action]
+
+
+def outbox_files(node: Node, org: str = NORTH) -> list[Path]:
+    folder = node.layout.outbox_dir(org)
+    return sorted(folder.iterdir()) if folder.exists() else []
