@@ -12,8 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from civicshare.api.auth import NodeDep
-from civicshare.api.bodies import read_limited
-from civicshare.api.exchange_ping import check_signed
+from civicshare.api.gate import read_signed
 from civicshare.exchange.manifest import MAX_MANIFEST_BYTES, MAX_PART_SIZE
 
 router = APIRouter(tags=["exchange"])
@@ -28,30 +27,26 @@ _MANIFEST = {"requestBody": {"required": True, "description": "The signed manife
 @router.put("/orgs/{org_id}/transfers/{transfer_id}", openapi_extra=_MANIFEST)
 async def put_manifest(org_id: str, transfer_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """Begin (or look again at) a transfer: the signed manifest in, the transfer status out."""
-    body = await read_limited(request, MAX_MANIFEST_BYTES, "A manifest")
-    signed = await check_signed(node, request, org_id, body)
+    body, signed = await read_signed(node, request, org_id, MAX_MANIFEST_BYTES, "A manifest")
     return await run_in_threadpool(node.exchange.inbox.put_manifest, org_id, signed.sender, transfer_id, body)
 
 
 @router.get("/orgs/{org_id}/transfers/{transfer_id}")
 async def transfer_status(org_id: str, transfer_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """The transfer status: its state, the parts received, and the receipt once delivered."""
-    body = await read_limited(request, 0, "This request's body")
-    signed = await check_signed(node, request, org_id, body)
+    body, signed = await read_signed(node, request, org_id, 0, "This request's body")
     return await run_in_threadpool(node.exchange.inbox.status, org_id, signed.sender, transfer_id)
 
 
 @router.put("/orgs/{org_id}/transfers/{transfer_id}/parts/{n}", openapi_extra=_BINARY)
 async def put_part(org_id: str, transfer_id: str, n: int, request: Request, node: NodeDep) -> dict[str, Any]:
     """One part of the ciphertext, checked against the manifest's hash for it and staged."""
-    body = await read_limited(request, MAX_PART_SIZE, "A part")
-    signed = await check_signed(node, request, org_id, body)
+    body, signed = await read_signed(node, request, org_id, MAX_PART_SIZE, "A part")
     return await run_in_threadpool(node.exchange.inbox.put_part, org_id, signed.sender, transfer_id, n, body)
 
 
 @router.post("/orgs/{org_id}/transfers/{transfer_id}/commit")
 async def commit(org_id: str, transfer_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """Open the transfer into a new holding and answer the signed receipt (again, if already done)."""
-    body = await read_limited(request, 0, "This request's body")
-    signed = await check_signed(node, request, org_id, body)
+    body, signed = await read_signed(node, request, org_id, 0, "This request's body")
     return await run_in_threadpool(node.exchange.inbox.commit, org_id, signed.sender, transfer_id)

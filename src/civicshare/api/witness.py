@@ -12,8 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from civicshare.api.auth import NodeDep
-from civicshare.api.bodies import read_limited
-from civicshare.api.exchange_ping import check_signed
+from civicshare.api.gate import read_signed
 from civicshare.audit.witness import MAX_NOTE_BYTES
 from civicshare.exchange import witnessing
 
@@ -23,8 +22,7 @@ router = APIRouter(tags=["exchange"])
 @router.post("/orgs/{org_id}/checkpoints")
 async def swap_checkpoints(org_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """Keep the calling partner's signed checkpoint; answer with a fresh one of this organisation's log."""
-    body = await read_limited(request, MAX_NOTE_BYTES + 1024, "A checkpoint exchange")
-    signed = await check_signed(node, request, org_id, body)
+    body, signed = await read_signed(node, request, org_id, MAX_NOTE_BYTES + 1024, "A checkpoint exchange")
     note = witnessing.parse_checkpoint_request(body)
     return await run_in_threadpool(witnessing.answer_exchange, node, org_id, signed.sender, note)
 
@@ -32,6 +30,5 @@ async def swap_checkpoints(org_id: str, request: Request, node: NodeDep) -> dict
 @router.get("/orgs/{org_id}/witnessed")
 async def witnessed(org_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """The checkpoints of the calling partner's own log that this organisation kept, newest first."""
-    body = await read_limited(request, 0, "This request's body")
-    signed = await check_signed(node, request, org_id, body)
+    body, signed = await read_signed(node, request, org_id, 0, "This request's body")
     return await run_in_threadpool(witnessing.answer_witnessed, node, org_id, signed.sender)

@@ -41,10 +41,7 @@ class Gate:
         NotFound if no such organisation is hosted on this node. SignatureRefused, DigestMismatch,
         UnknownSender, PartnerRevoked or Replayed otherwise, each logged in the recipient's log.
         """
-        with self.engine.connect() as conn:
-            hosted = conn.execute(select(t.organisations.c.id).where(t.organisations.c.id == recipient)).first()
-        if hosted is None:
-            raise NotFound(f"No organisation {recipient!r} is hosted at this node.")
+        self._hosted(recipient)
         lines = list(headers)
         now = self.clock()
         try:
@@ -52,9 +49,21 @@ class Gate:
                                     public_key_for=lambda sender: self.trust.partner(recipient, sender).signing_key)
             self.nonces.remember(recipient, signed.sender, signed.nonce, now + NONCE_TTL, now)
         except CivicshareError as exc:
-            sender = claimed_sender(lines)
-            self.audit.append(recipient, GATE_ACTOR, "exchange.refused", sender, REFUSED, {
-                "sender": sender, "code": exc.code, "reason": exc.message, "method": method[:20],
-                "path": urlsplit(url).path[:300]})
+            self.refused(recipient, exc, method=method, url=url, headers=lines)
             raise
         return signed
+
+    def refused(self, recipient: str, exc: CivicshareError, *, method: str, url: str,
+                headers: Iterable[tuple[str, str]]) -> None:
+        """Log a request to ``recipient`` turned away (here, or before the gate: an oversized body)."""
+        self._hosted(recipient)
+        sender = claimed_sender(list(headers))
+        self.audit.append(recipient, GATE_ACTOR, "exchange.refused", sender, REFUSED, {
+            "sender": sender, "code": exc.code, "reason": exc.message, "method": method[:20],
+            "path": urlsplit(url).path[:300]})
+
+    def _hosted(self, recipient: str) -> None:
+        with self.engine.connect() as conn:
+            hosted = conn.execute(select(t.organisations.c.id).where(t.organisations.c.id == recipient)).first()
+        if hosted is None:
+            raise NotFound(f"No organisation {recipient!r} is hosted at this node.")

@@ -1,4 +1,4 @@
-"""Node-to-node routes share one gate; ``GET /orgs/{org}/ping`` is the smallest of them.
+"""The gate at the HTTP edge: every node-to-node route reads its body and passes the gate here first.
 
 ``check_signed`` is what every node-to-node route calls first: it rebuilds the URL the sender signed
 (from this node's configured public URL when it has one, so a TLS-terminating proxy in front does not
@@ -14,6 +14,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from civicshare.api.auth import NodeDep
+from civicshare.api.bodies import read_limited
+from civicshare.errors import CivicshareError
 from civicshare.exchange.httpsig import SignedRequest
 from civicshare.node import Node
 
@@ -38,8 +40,21 @@ async def check_signed(node: Node, request: Request, org: str, body: bytes = b""
                                    headers=headers, body=body)
 
 
+async def read_signed(node: Node, request: Request, org: str, limit: int, what: str) -> tuple[bytes, SignedRequest]:
+    """Read the body (at most ``limit`` bytes) and pass the gate; a body refused for its size or for
+    being cut short is logged like any other refusal, with the sender it claims."""
+    try:
+        body = await read_limited(request, limit, what)
+    except CivicshareError as exc:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        await run_in_threadpool(node.gate.refused, org, exc, method=request.method,
+                                url=signed_url(node, request), headers=headers)
+        raise
+    return body, await check_signed(node, request, org, body)
+
+
 @router.get("/orgs/{org}/ping")
 async def ping(org: str, request: Request, node: NodeDep) -> dict[str, Any]:
     """A signed request from a partner's node: answers with who signed it, or the refusal."""
-    signed = await check_signed(node, request, org, await request.body())
+    _body, signed = await read_signed(node, request, org, 0, "This request's body")
     return {"version": 1, "organisation": org, "sender": signed.sender}
