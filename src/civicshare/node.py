@@ -32,18 +32,17 @@ from civicshare.errors import (
     UsageError,
 )
 from civicshare.exchange import witnessing
-from civicshare.exchange.card import CARD_VALIDITY, Card, key_text, make_card
-from civicshare.exchange.client import PartnerClient
-from civicshare.exchange.directory import Directory, DirectoryOperator, OperatedDirectory, Revocation
-from civicshare.exchange.federation import Federation, TrustedDirectory
+from civicshare.exchange.directory import DirectoryOperator
+from civicshare.exchange.federation import Federation
 from civicshare.exchange.gate import Gate
 from civicshare.exchange.nonces import NonceBook
-from civicshare.exchange.partners import Partner, PartnerBook
-from civicshare.exchange.transfers import Exchange, InboundTransfer, Transfer
+from civicshare.exchange.partners import PartnerBook
+from civicshare.exchange.transfers import Exchange
 from civicshare.exchange.trust import Trust
 from civicshare.exchange.witnessing import PartnerWitness
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
+from civicshare.node_exchange import ExchangeUseCases
 from civicshare.users import User, Users
 
 PassphraseSource = str | Callable[[], str] | None
@@ -60,7 +59,7 @@ class Organisation:
         return {"id": self.id, "name": self.name, "url": self.url, "created": iso(self.created_at)}
 
 
-class Node:
+class Node(ExchangeUseCases):
     """An open node home. Keystores are unlocked on first use, so read-only listings need no passphrase."""
 
     def __init__(self, layout: Layout, config: NodeConfig, db: Database, *, passphrase: PassphraseSource,
@@ -355,92 +354,3 @@ class Node:
         """The key partners pin to check this organisation's checkpoints."""
         self._require_audit(actor, "read the audit log")
         return self.audit.verifier_key(actor.org_id, self.keys.signing_key(actor.org_id)[1])
-
-    # Cards and partners ------------------------------------------------------------------------
-
-    def card(self, actor: Actor) -> dict[str, Any]:
-        """The organisation's signed card, valid for a year from now. Any user may hand it out."""
-        with self.audit.event(actor, "card.issue", actor.org_id) as event:
-            org = self.organisation(actor.org_id)
-            key_id, public = self.keys.signing_key(org.id)
-            _receiving, recipient = self.keys.age_recipient(org.id)
-            base = (self.config.url or "").rstrip("/")
-            now = self.clock().replace(microsecond=0)
-            card = Card(org.id, org.name, f"{base}/orgs/{org.id}" if base else None, public, recipient,
-                        self.audit.verifier_key(org.id, public), now, now + CARD_VALIDITY)
-            store = self.keystore(org.id)
-            document = make_card(card, key_id, lambda data: store.sign(key_id, data))
-            event.update(signing_key=key_text(public), valid_until=document["body"]["valid_until"])
-            return document
-
-    def add_partner(self, actor: Actor, card_text: str | bytes, *, replace: bool = False) -> Partner:
-        """Verify a partner's card and pin it; a different signing key needs ``replace=True``."""
-        return self.partner_book.add(actor, card_text, replace=replace)
-
-    def partners(self, actor: Actor) -> list[Partner]:
-        return self.partner_book.list(actor)
-
-    def partner(self, actor: Actor, org_id: str) -> Partner:
-        return self.partner_book.get(actor, org_id)
-
-    def partner_client(self, **kwargs: Any) -> PartnerClient:
-        """A client for signed requests to partners' nodes, signing with each organisation's key."""
-
-        def signer_for(org_id: str) -> Callable[[bytes], bytes]:
-            key_id, _public = self.keys.signing_key(org_id)
-            store = self.keystore(org_id)
-            return lambda data: store.sign(key_id, data)
-
-        return PartnerClient(self.trust, signer_for, self.clock, self.rng, **kwargs)
-
-    # Federation directories --------------------------------------------------------------------
-
-    def directory_init(self, actor: Actor, name: str) -> OperatedDirectory:
-        """Start operating a federation directory from this node (its operator key is made here)."""
-        return self.directory.init(actor, name)
-
-    def directory_add(self, actor: Actor, card_text: str | bytes) -> Card:
-        return self.directory.add(actor, card_text)
-
-    def directory_revoke(self, actor: Actor, org_id: str, reason: str = "") -> Revocation:
-        return self.directory.revoke(actor, org_id, reason)
-
-    def directory_publish(self, actor: Actor) -> Directory:
-        return self.directory.publish(actor)
-
-    def use_directory(self, actor: Actor, source: str, *,
-                      operator_key: str | None = None) -> tuple[TrustedDirectory, str]:
-        """Trust a directory (URL or file), pinning its operator key on first use."""
-        return self.federation.use(actor, source, operator_key=operator_key)
-
-    def trusted_directories(self, actor: Actor) -> list[TrustedDirectory]:
-        return self.federation.list(actor)
-
-    def trusted_directory(self, actor: Actor, name: str) -> tuple[TrustedDirectory, Directory]:
-        return self.federation.get(actor, name)
-
-    def refresh_directories(self) -> list[str]:
-        """Fetch every trusted directory again; returns ``org/name`` of those with a newer edition."""
-        return self.federation.refresh()
-
-    # Sharing holdings --------------------------------------------------------------------------
-
-    def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
-              out: Path | None = None) -> Transfer:
-        """Seal a holding for partner ``to`` and put it in the outbox (``out``: an offline package)."""
-        return self.exchange.share(actor, holding_id, to, agreement=agreement, out=out)
-
-    def transfers(self, actor: Actor) -> list[Transfer]:
-        """The ledger of transfers this organisation sent."""
-        return self.exchange.transfers(actor)
-
-    def transfer(self, actor: Actor, transfer_id: str) -> Transfer:
-        return self.exchange.transfer(actor, transfer_id)
-
-    def inbox(self, actor: Actor) -> list[InboundTransfer]:
-        """Transfers that arrived, or are arriving, for this organisation."""
-        return self.exchange.inbound(actor)
-
-    def receive(self, actor: Actor, path: Path, *, receipt_out: Path | None = None) -> dict[str, Any]:
-        """Import an offline package (writing its receipt), or take a receipt carried back."""
-        return self.exchange.receive(actor, path, receipt_out=receipt_out)

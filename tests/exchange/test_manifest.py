@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from civicshare.canonical import canonical_json
 from civicshare.errors import InvalidInput, SecurityError, TooLarge
+from civicshare.exchange.fields import Digest
 from civicshare.exchange.manifest import (
     MAX_COLUMN_NAME,
     MAX_COLUMNS,
@@ -25,7 +26,6 @@ from civicshare.exchange.manifest import (
     MAX_PART_SIZE,
     MAX_PARTS,
     PARQUET_MEDIA_TYPE,
-    Digest,
     HoldingInfo,
     Manifest,
     manifest_sha256,

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from civicshare.access import Role
 from civicshare.db import tables as t
 from civicshare.errors import Conflict, IntegrityError, NotForUs, Shredded, UsageError
-from civicshare.exchange.manifest import Digest, Manifest
+from civicshare.exchange.fields import Digest
+from civicshare.exchange.manifest import Manifest
 from civicshare.exchange.payload import SealedPayload, StreamHash, hash_file, open_payload, seal_holding
 from civicshare.node import Node
 from tests.conftest import actor, write_csv

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from civicshare.canonical import canonical_json
 from civicshare.errors import IntegrityError, InvalidInput, SecurityError, TooLarge, UsageError
-from civicshare.exchange.manifest import Digest, manifest_sha256
+from civicshare.exchange.fields import Digest
+from civicshare.exchange.manifest import manifest_sha256
 from civicshare.exchange.receipt import (
     MAX_RECEIPT_BYTES,
     Receipt,

@@ -15,14 +15,9 @@ Every step is idempotent, because the sender repeats whatever it is not sure arr
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
-import io
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -31,7 +26,6 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor, Permission
 from civicshare.canonical import canonical_json
-from civicshare.clock import new_id
 from civicshare.db import tables as t
 from civicshare.errors import (
     CivicshareError,
@@ -45,8 +39,10 @@ from civicshare.errors import (
     PartRefused,
     SecurityError,
 )
-from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest, transfer_id
+from civicshare.exchange.fields import transfer_id
+from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
 from civicshare.exchange.receipt import Receipt, sign_receipt
+from civicshare.exchange.staging import Staging
 from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
 from civicshare.holdings.store import Holding
 
@@ -54,7 +50,6 @@ if TYPE_CHECKING:
     from civicshare.node import Node
 
 RECEIVER = "receiver"
-CHUNK = 1024 * 1024
 
 
 def check_transfer_id(value: str) -> str:
@@ -70,40 +65,10 @@ def creator_name(transfer: str, sender: str) -> str:
     return f"transfer {transfer} from {sender}"
 
 
-class _PartsReader(io.RawIOBase):
-    """The staged parts of a transfer, in order, read as one stream (never all in memory)."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        super().__init__()
-        self._paths = iter(paths)
-        self._current: io.BufferedReader | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while True:
-            if self._current is None:
-                path = next(self._paths, None)
-                if path is None:
-                    return 0
-                self._current = path.open("rb")
-            n = self._current.readinto(buffer)
-            if n:
-                return n
-            self._current.close()
-            self._current = None
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
-        super().close()
-
-
 class Inbox:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.staging = Staging(node.layout, node.rng)
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -129,19 +94,12 @@ class Inbox:
             raise NotForUs(row.refused_reason or f"Transfer {transfer} was refused.")
         return row
 
-    def _staging(self, org_id: str, transfer: str) -> Path:
-        return self.node.layout.staging_dir(org_id) / transfer
-
-    def _parts_present(self, org_id: str, transfer: str, count: int) -> list[int]:
-        folder = self._staging(org_id, transfer)
-        return [n for n in range(count) if (folder / f"part-{n}").is_file()]
-
     def status(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
         return self._status(self._mine(org_id, sender, transfer))
 
     def _status(self, row: InboundTransfer) -> dict[str, Any]:
         count = row.manifest.part_count
-        parts = list(range(count)) if row.state == DELIVERED else self._parts_present(
+        parts = list(range(count)) if row.state == DELIVERED else self.staging.parts_present(
             row.org_id, row.transfer_id, count)
         return {"version": VERSION, "transfer": row.transfer_id, "state": row.state, "parts_received": parts,
                 "receipt": row.receipt}
@@ -226,36 +184,12 @@ class Inbox:
         except CivicshareError as exc:
             self._refuse(org_id, sender, transfer, exc, step="part", part=n)
             raise
-        if self._stage(org_id, transfer, n, data):
+        if self.staging.stage(org_id, transfer, n, data):
             with self.node.db.engine.begin() as conn:
                 conn.execute(update(t.inbound).where(
                     t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == transfer, t.inbound.c.state == RECEIVING,
                 ).values(bytes_received=t.inbound.c.bytes_received + len(data)))
         return answer
-
-    def _stage(self, org_id: str, transfer: str, n: int, data: bytes) -> bool:
-        """Write part ``n`` whole or not at all; False if it was already there."""
-        folder = self._staging(org_id, transfer)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        final = folder / f"part-{n}"
-        if final.exists():
-            return False
-        temp = folder / f".part-{n}.{new_id('w', self.node.rng)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                # A link, not a rename: it fails if a concurrent upload of the same part won.
-                os.link(temp, final)
-            except FileExistsError:
-                return False
-            _fsync_dir(folder)
-            return True
-        finally:
-            temp.unlink(missing_ok=True)
 
     # Commit ------------------------------------------------------------------------------------
 
@@ -264,42 +198,21 @@ class Inbox:
         row = self._mine(org_id, sender, transfer)
         if row.state == DELIVERED and row.receipt is not None:
             return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
-        staging = self._staging(org_id, row.transfer_id)
-        with self._locked(org_id, row.transfer_id):
+        with self.staging.locked(org_id, row.transfer_id):
             row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
             if row.state != DELIVERED:
                 manifest = row.manifest
-                present = self._parts_present(org_id, row.transfer_id, manifest.part_count)
+                present = self.staging.parts_present(org_id, row.transfer_id, manifest.part_count)
                 missing = sorted(set(range(manifest.part_count)) - set(present))
                 if missing:
                     shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
                     raise Conflict(f"Transfer {row.transfer_id} cannot be committed yet: parts {shown} have not "
                                    "arrived.")
-                paths = [staging / f"part-{n}" for n in range(manifest.part_count)]
-                with io.BufferedReader(_PartsReader(paths), CHUNK) as reader:
+                with self.staging.reader(org_id, row.transfer_id, manifest.part_count) as reader:
                     row = self._open(row, manifest, reader)
-        self._finished(org_id, row.transfer_id)
+        self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
         return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
-
-    @contextlib.contextmanager
-    def _locked(self, org_id: str, transfer: str) -> Iterator[None]:
-        """Only one commit of a transfer at a time, across threads and processes sharing this home."""
-        folder = self.node.layout.staging_dir(org_id)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # The lock file stays: removing it while another process waits on it would split the lock.
-        fd = os.open(folder / f"{transfer}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _finished(self, org_id: str, transfer: str) -> None:
-        """Clear the staged parts and the lock of a delivered transfer. Delivery is final, so a commit
-        still waiting on the old lock file finds the transfer delivered and only answers the receipt."""
-        _drop(self._staging(org_id, transfer))
-        (self.node.layout.staging_dir(org_id) / f"{transfer}.lock").unlink(missing_ok=True)
 
     def _adopt(self, org_id: str, name: str) -> Holding | None:
         """The holding a crashed commit of this transfer stored, if there is one."""
@@ -328,12 +241,12 @@ class Inbox:
                         t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
                         t.inbound.c.state == RECEIVING).values(state=REFUSED, refused_reason=exc.message,
                                                                  completed_at=node.clock()))
-                _drop(self._staging(org_id, row.transfer_id))
+                self.staging.drop(org_id, row.transfer_id)
                 raise
             except IntegrityError as exc:
                 # Damage on the path: the parts go, the transfer stays open for the sender to resend.
                 self._refuse(org_id, row.sender, row.transfer_id, exc, step="commit")
-                _drop(self._staging(org_id, row.transfer_id))
+                self.staging.drop(org_id, row.transfer_id)
                 with node.db.engine.begin() as conn:
                     conn.execute(update(t.inbound).where(
                         t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
@@ -373,42 +286,24 @@ class Inbox:
         actor.require(Permission.HOLDINGS_IMPORT, "receive transfers")
         org_id = actor.org_id
         receipt_out = receipt_out or path.with_name(path.name + ".receipt.json")
-        base = self.node.layout.staging_dir(org_id)
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        work = base / new_id("import", self.node.rng)
-        work.mkdir(mode=0o700)
-        try:
+        with self.staging.work_folder(org_id) as work:
             document, payload = read_package(path, work)
             claimed = peek_manifest(document)
             manifest, document, row = self.accept_manifest(org_id, claimed.sender, claimed.transfer, document,
                                                            route=OFFLINE)
             if row.state != DELIVERED:
-                with self._locked(org_id, row.transfer_id):
+                with self.staging.locked(org_id, row.transfer_id):
                     row = self._row(org_id, row.transfer_id) or row
                     if row.state == REFUSED:
                         raise NotForUs(row.refused_reason or f"Transfer {row.transfer_id} was refused.")
                     if row.state != DELIVERED:
                         with payload.open("rb") as source:
                             row = self._open(row, manifest, source)
-                self._finished(org_id, row.transfer_id)
-        finally:
-            _drop(work)
+                self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
         _write_receipt(receipt_out, canonical_json(row.receipt) + b"\n")
         return {"version": VERSION, "kind": "package", "transfer": row.transfer_id, "sender": row.sender,
                 "holding": row.holding_id, "receipt": str(receipt_out), "state": row.state}
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _drop(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_receipt(path: Path, data: bytes) -> None:

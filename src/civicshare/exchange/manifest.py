@@ -4,24 +4,32 @@ It names the transfer, both organisations, the holding (its kind, name and, for 
 count and columns), the sizes and SHA-256 of the plaintext and of the age ciphertext, the age
 recipient the ciphertext is sealed to, and the SHA-256 of every part the ciphertext is sent in. The
 recipient checks every byte it receives against it, so the manifest is all it needs to trust.
-
-The shared field checks (times, digests, identifiers) live here too; the receipt uses them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import pyrage
-
-from civicshare.canonical import canonical_json, parse_json
-from civicshare.config import check_org_id
-from civicshare.errors import InvalidInput, Problem, TooLarge, UsageError
+from civicshare.canonical import canonical_json
+from civicshare.errors import InvalidInput, TooLarge, UsageError
+from civicshare.exchange.fields import (
+    SHA256_RE,
+    Checker,
+    Digest,
+    age_recipient_text,
+    byte_count,
+    doc_time,
+    holding_id,
+    org_id,
+    parse_time,
+    read_document,
+    text_line,
+    transfer_id,
+)
 from civicshare.exchange.signed import Signer, document_body, sign_document, verify_document
 
 MANIFEST = "manifest"
@@ -35,38 +43,13 @@ MAX_COLUMN_NAME = 300
 # Canonical JSON spends 67 bytes per part hash, so MAX_PARTS hashes take about 13.4 MB; columns at
 # most about 0.7 MB. 16 MiB holds the largest valid manifest even pretty-printed (a test checks it).
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-MAX_SIZE = 2**63 - 1
-MAX_PROBLEMS = 50
 DATASET, DOCUMENT = "dataset", "document"
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-TRANSFER_ID_RE = re.compile(r"t_[a-z0-9]{1,38}")
-HOLDING_ID_RE = re.compile(r"h_[a-z0-9]{1,38}")
 AGREEMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
-TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FIELDS = ("transfer", "sender", "recipient", "created", "agreement", "holding", "plaintext", "ciphertext",
            "parts")
 _HOLDING_FIELDS = ("id", "kind", "name", "media_type", "rows", "columns")
-
-
-def doc_time(moment: datetime) -> str:
-    """ISO 8601 in UTC to the second, with Z: the one spelling manifests and receipts use."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Digest:
-    """The size in bytes and lower-case hex SHA-256 of a byte string."""
-
-    size: int
-    sha256: str
-
-    def to_body(self) -> dict[str, Any]:
-        return {"size": self.size, "sha256": self.sha256}
 
 
 @dataclass(frozen=True)
@@ -163,52 +146,6 @@ class Manifest:
                    part_size, tuple(part_hashes))
 
 
-class Checker:
-    """Collects problems, each with the path of its field, so a refusal names every fault at once."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-        self.total = 0
-
-    def add(self, message: str, field: str) -> None:
-        self.total += 1
-        if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(Problem(message, field=field))
-
-    def field(self, body: dict[str, Any], name: str, parse: Callable[[Any], Any], prefix: str = "") -> Any:
-        """``parse(body[name])``, or None with the problem noted (a missing field is noted by ``fields``)."""
-        if name not in body:
-            return None
-        try:
-            return parse(body.get(name))
-        except (InvalidInput, UsageError) as exc:
-            self.add(exc.message, prefix + name)
-            return None
-
-    def fields(self, body: dict[str, Any], expected: tuple[str, ...], prefix: str, what: str) -> None:
-        for name in expected:
-            if name not in body:
-                self.add("is missing", prefix + name)
-        for name in sorted(set(body) - set(expected)):
-            self.add(f"is not a field of a version 1 {what}", prefix + str(name))
-
-    def digest(self, value: object, path: str, extra: tuple[str, ...]) -> Digest:
-        if not isinstance(value, dict):
-            self.add("must be an object with size and sha256", path)
-            return Digest(0, "")
-        self.fields(value, ("size", "sha256", *extra), path + ".", path)
-        size = self.field(value, "size", byte_count, path + ".")
-        digest = self.field(value, "sha256", sha256_hex, path + ".")
-        return Digest(size, digest)
-
-    def raise_if_any(self, message: str) -> None:
-        if self.problems:
-            more = self.total - len(self.problems)
-            if more > 0:
-                self.problems.append(Problem(f"and {more} more problems"))
-            raise InvalidInput(message, problems=self.problems)
-
-
 def _holding(check: Checker, value: object) -> HoldingInfo:
     if not isinstance(value, dict):
         check.add("must be an object describing the holding", "holding")
@@ -282,66 +219,6 @@ def _parts(check: Checker, value: object) -> tuple[int, list[str]]:
 
 # Field checks, shared with the receipt. Each returns the value or raises InvalidInput. -----------
 
-def transfer_id(value: object) -> str:
-    if not isinstance(value, str) or not TRANSFER_ID_RE.fullmatch(value):
-        raise InvalidInput("must be a transfer id such as t_4kq3...")
-    return value
-
-
-def holding_id(value: object) -> str:
-    if not isinstance(value, str) or not HOLDING_ID_RE.fullmatch(value):
-        raise InvalidInput("must be a holding id such as h_4kq3...")
-    return value
-
-
-def org_id(value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput("must be an organisation id")
-    try:
-        return check_org_id(value)
-    except UsageError as exc:
-        raise InvalidInput(exc.message) from None
-
-
-def parse_time(value: object) -> datetime:
-    if not isinstance(value, str) or not TIME_RE.fullmatch(value):
-        raise InvalidInput("must be a UTC time such as 2026-11-01T09:30:00Z")
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not a real date and time") from None
-
-
-def byte_count(value: object) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_SIZE:
-        raise InvalidInput("must be a whole number, zero or more")
-    return value
-
-
-def sha256_hex(value: object) -> str:
-    if not isinstance(value, str) or not SHA256_RE.fullmatch(value):
-        raise InvalidInput("must be a SHA-256 as 64 lower-case hex digits")
-    return value
-
-
-def text_line(value: object, limit: int, *, strip: bool = True) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("must be text that is not blank")
-    if len(value) > limit or _CONTROL.search(value) or (strip and value != value.strip()):
-        raise InvalidInput(f"must be one line of at most {limit} characters"
-                           + (", without spaces at either end" if strip else ""))
-    return value
-
-
-def age_recipient_text(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("age1"):
-        raise InvalidInput("must be an age X25519 recipient (age1...)")
-    try:
-        pyrage.x25519.Recipient.from_str(value)
-    except Exception:  # noqa: BLE001 - pyrage raises its own and ValueError; any failure means unusable
-        raise InvalidInput("is not a valid age X25519 recipient") from None
-    return value
-
 
 def _kind(value: object) -> str:
     if value not in (DATASET, DOCUMENT):
@@ -365,22 +242,6 @@ def _agreement(value: object) -> str | None:
 
 
 # Signing and reading -------------------------------------------------------------------------------
-
-def read_document(data: str | bytes | dict[str, Any], kind: str, limit: int) -> dict[str, Any]:
-    """A signed document of ``kind`` from text, bytes or an already parsed object; size-limited, strict."""
-    if isinstance(data, dict):
-        raw: str | bytes = canonical_json(data)
-    elif isinstance(data, str | bytes):
-        raw = data
-    else:
-        raise UsageError(f"A {kind} is read from JSON text, bytes or an object.")
-    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
-    if size > limit:
-        raise TooLarge(f"This {kind} is {size:,} bytes; a {kind} is never more than {limit:,}.")
-    document = data if isinstance(data, dict) else parse_json(raw)
-    document_body(kind, document)
-    assert isinstance(document, dict)
-    return document
 
 
 def sign_manifest(manifest: Manifest, key_id_hint: str, sign: Signer) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Any
 from civicshare.canonical import canonical_json, parse_json
 from civicshare.crypto.atomicfile import fsync_dir, open_private
 from civicshare.errors import Conflict, InvalidInput, NotFound, TooLarge
-from civicshare.exchange.manifest import MANIFEST, MAX_MANIFEST_BYTES, read_document
+from civicshare.exchange.fields import read_document
+from civicshare.exchange.manifest import MANIFEST, MAX_MANIFEST_BYTES
 from civicshare.exchange.receipt import MAX_RECEIPT_BYTES, RECEIPT
 
 MANIFEST_MEMBER = "manifest.json"

@@ -26,16 +26,15 @@ from typing import TYPE_CHECKING, BinaryIO
 from civicshare.access import Actor
 from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, reseal, write_new_file
 from civicshare.errors import IntegrityError, InvalidInput, NotForUs, Problem, UsageError
+from civicshare.exchange.fields import Digest, age_recipient_text
 from civicshare.exchange.manifest import (
     DATASET,
     DOCUMENT,
     MAX_PART_SIZE,
     PARQUET_MEDIA_TYPE,
     PART_SIZE,
-    Digest,
     HoldingInfo,
     Manifest,
-    age_recipient_text,
 )
 from civicshare.holdings.store import Holding
 from civicshare.holdings.tabular import import_parquet, plain_parquet

@@ -13,19 +13,18 @@ from datetime import datetime
 from typing import Any
 
 from civicshare.errors import IntegrityError, InvalidInput, Problem, UsageError
-from civicshare.exchange.manifest import (
+from civicshare.exchange.fields import (
     Checker,
     Digest,
-    Manifest,
     doc_time,
     holding_id,
-    manifest_sha256,
     org_id,
     parse_time,
     read_document,
     sha256_hex,
     transfer_id,
 )
+from civicshare.exchange.manifest import Manifest, manifest_sha256
 from civicshare.exchange.signed import Signer, document_body, sign_document, verify_document
 
 RECEIPT = "receipt"

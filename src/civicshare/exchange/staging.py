@@ -1,0 +1,137 @@
+"""The staging area of arriving transfers: their parts (ciphertext only) until they are opened.
+
+Each transfer has a folder ``staging/ORG/TRANSFER`` of ``part-N`` files, each written whole or not at
+all, and a lock file beside it so only one commit of a transfer runs at a time, across the threads
+and processes sharing the home. Nothing here is ever plaintext.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from civicshare.clock import Rng, new_id
+from civicshare.config import Layout
+from civicshare.crypto.atomicfile import fsync_dir
+
+CHUNK = 1 << 20
+
+
+class _PartsReader(io.RawIOBase):
+    """The staged parts of a transfer, in order, read as one stream (never all in memory)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__()
+        self._paths = iter(paths)
+        self._current: io.BufferedReader | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if self._current is None:
+                path = next(self._paths, None)
+                if path is None:
+                    return 0
+                self._current = path.open("rb")
+            n = self._current.readinto(buffer)
+            if n:
+                return n
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        super().close()
+
+
+class Staging:
+    def __init__(self, layout: Layout, rng: Rng) -> None:
+        self.layout = layout
+        self.rng = rng
+
+    def folder(self, org_id: str, transfer: str) -> Path:
+        return self.layout.staging_dir(org_id) / transfer
+
+    def parts_present(self, org_id: str, transfer: str, count: int) -> list[int]:
+        folder = self.folder(org_id, transfer)
+        return [n for n in range(count) if (folder / f"part-{n}").is_file()]
+
+    def stage(self, org_id: str, transfer: str, n: int, data: bytes) -> bool:
+        """Write part ``n`` whole or not at all; False if it was already there."""
+        folder = self.folder(org_id, transfer)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = folder / f"part-{n}"
+        if final.exists():
+            return False
+        temp = folder / f".part-{n}.{new_id('w', self.rng)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                # A link, not a rename: it fails if a concurrent upload of the same part won.
+                os.link(temp, final)
+            except FileExistsError:
+                return False
+            fsync_dir(folder)
+            return True
+        finally:
+            temp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def reader(self, org_id: str, transfer: str, count: int) -> Iterator[BinaryIO]:
+        """Parts 0 to ``count - 1`` as one buffered stream."""
+        paths = [self.folder(org_id, transfer) / f"part-{n}" for n in range(count)]
+        with io.BufferedReader(_PartsReader(paths), CHUNK) as stream:
+            yield stream
+
+    @contextlib.contextmanager
+    def locked(self, org_id: str, transfer: str) -> Iterator[None]:
+        """Only one commit of a transfer at a time, across threads and processes sharing this home."""
+        folder = self.layout.staging_dir(org_id)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The lock file stays: removing it while another process waits on it would split the lock.
+        fd = os.open(folder / f"{transfer}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def drop(self, org_id: str, transfer: str) -> None:
+        """Remove the staged parts (kept: the lock, so a waiting commit still holds the same one)."""
+        drop_folder(self.folder(org_id, transfer))
+
+    def finished(self, org_id: str, transfer: str) -> None:
+        """Clear the staged parts and the lock of a delivered transfer. Delivery is final, so a commit
+        still waiting on the old lock file finds the transfer delivered and only answers the receipt."""
+        self.drop(org_id, transfer)
+        (self.layout.staging_dir(org_id) / f"{transfer}.lock").unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def work_folder(self, org_id: str) -> Iterator[Path]:
+        """A private folder for unpacking an offline package; removed afterwards whatever happens."""
+        base = self.layout.staging_dir(org_id)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = base / new_id("import", self.rng)
+        work.mkdir(mode=0o700)
+        try:
+            yield work
+        finally:
+            drop_folder(work)
+
+
+def drop_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
