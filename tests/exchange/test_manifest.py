@@ -230,7 +230,8 @@ def manifests(draw: st.DrawFn) -> Manifest:
     else:
         holding = HoldingInfo("h_x1", kind, draw(names), draw(st.sampled_from(["application/pdf", "text/plain"])),
                               None, None)
-    plain = draw(st.integers(0, 10**9))
+    # At most 50 parts of at most MAX_PART_SIZE, so the ciphertext stays below 50 * MAX_PART_SIZE.
+    plain = draw(st.integers(0, 5 * 10**8))
     cipher = plain + draw(st.integers(1, 10**6))
     part_size = draw(st.integers(max(1, -(-cipher // 50)), MAX_PART_SIZE))
     count = -(-cipher // part_size)
