@@ -1,0 +1,1 @@
+"""Fault tests: real nodes killed mid-transfer, and transfers through a proxy that damages traffic."""
