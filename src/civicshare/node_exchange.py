@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from civicshare.access import Actor
 from civicshare.exchange.card import CARD_VALIDITY, Card, key_text, make_card
-from civicshare.exchange.client import PartnerClient
 from civicshare.exchange.directory import Directory, OperatedDirectory, Revocation
 from civicshare.exchange.federation import TrustedDirectory
 from civicshare.exchange.partners import Partner
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from civicshare.clock import Clock, Rng
     from civicshare.config import NodeConfig
     from civicshare.crypto import Keystore
+    from civicshare.exchange.client import PartnerClient
     from civicshare.exchange.directory import DirectoryOperator
     from civicshare.exchange.federation import Federation
     from civicshare.exchange.partners import PartnerBook
@@ -80,6 +80,7 @@ class ExchangeUseCases:
 
     def partner_client(self, **kwargs: Any) -> PartnerClient:
         """A client for signed requests to partners' nodes, signing with each organisation's key."""
+        from civicshare.exchange.client import PartnerClient  # httpx is slow to import; load it when used
 
         def signer_for(org_id: str) -> Callable[[bytes], bytes]:
             key_id, _public = self.keys.signing_key(org_id)

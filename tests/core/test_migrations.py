@@ -16,6 +16,17 @@ from civicshare.db.tables import audit_heads, inbound, partners, transfers, trus
 HEAD = "0004"
 
 
+def test_the_head_the_node_checks_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from civicshare.db import backends
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(backends.MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == backends.HEAD == HEAD
+
+
 def _upgrade(db, revision: str) -> None:  # type: ignore[no-untyped-def]
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from civicshare.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration. Alembic (slow to import) is loaded only when a database is behind it; a test
+# checks this is Alembic's own head.
+HEAD = "0004"
 
 
 class Database:
@@ -30,6 +31,11 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe to run on every start."""
+        if self._at_head():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -38,6 +44,13 @@ class Database:
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise ConfigError(f"The database at {self.safe_url} cannot be reached: {exc.orig}") from None
+
+    def _at_head(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+        except (OperationalError, ProgrammingError):
+            return False  # No version table yet (a new database), or it cannot be read: let Alembic tell.
 
     def scrub(self) -> None:
         """Make deleted rows unrecoverable from the database files (after a shred or key destruction)."""

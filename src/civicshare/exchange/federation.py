@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+if TYPE_CHECKING:
+    import httpx
 
 from civicshare.access import Actor, Permission
 from civicshare.audit.log import AuditLog
@@ -67,6 +69,7 @@ def is_url(source: str) -> bool:
 
 
 def fetch(source: str, *, timeout: float = FETCH_TIMEOUT, transport: httpx.BaseTransport | None = None) -> bytes:
+    import httpx  # slow to import; only needed when a directory is fetched
     """The bytes of a directory at a URL or in a file; Unreachable or UsageError with a plain reason."""
     if is_url(source):
         try:

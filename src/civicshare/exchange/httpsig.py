@@ -16,10 +16,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import http_sf
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import (
     ContentDigest,
@@ -30,6 +29,9 @@ from http_message_signatures import (
     HTTPSignatureKeyResolver,
     InvalidSignature,
 )
+
+if TYPE_CHECKING:  # httpx is slow to import and only the sender builds requests
+    import httpx
 
 from civicshare.clock import Rng
 from civicshare.errors import CivicshareError, DigestMismatch, SignatureRefused, UsageError

@@ -20,8 +20,6 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from openpyxl.utils import get_column_letter
-
 from civicshare.holdings import csvtext
 from civicshare.holdings.encoding import CHUNK_BYTES, Decoding, resolve
 from civicshare.holdings.problems import Problems, refuse
@@ -279,6 +277,12 @@ def _prepare_jsonl(path: Path, encoding: str, label: str) -> Prepared:
 # --- XLSX -----------------------------------------------------------------------------------
 
 
+def _column_letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return str(get_column_letter(index))
+
+
 def xlsx_cell(value: Any) -> str | None:
     """A spreadsheet value as text: whole numbers without ``.0``, dates and times in ISO 8601."""
     if value is None:
@@ -349,7 +353,7 @@ def _prepare_xlsx(path: Path, label: str) -> Prepared:
                     extra = [i for i, c in enumerate(cells[width:], start=width + 1) if c is not None]
                     if extra:
                         late.add(
-                            f"row {number} has a value in column {get_column_letter(extra[0])}, "
+                            f"row {number} has a value in column {_column_letter(extra[0])}, "
                             f"but the header names only {width} columns",
                             line=number,
                         )
