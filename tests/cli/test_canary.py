@@ -8,6 +8,7 @@ the user asking for plaintext, on purpose, somewhere of their choosing.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,10 +24,18 @@ def _canaries(n: int) -> list[str]:
     return [f"{CANARY}-{i:06d}" for i in range(n)]
 
 
+def _walk(root: Path) -> list[Path]:
+    """Every entry under ``root``; folders removed while we look (finished staging) are skipped."""
+    found = []
+    for folder, dirs, files in os.walk(root, onerror=lambda _exc: None):
+        found += [Path(folder) / name for name in dirs + files]
+    return found
+
+
 def _scan_files(roots: list[Path], needles: list[bytes]) -> list[str]:
     hits = []
     for root in roots:
-        for path in root.rglob("*"):
+        for path in _walk(root):
             try:
                 if not path.is_file():  # FIFOs and sockets hold nothing on disk
                     continue
