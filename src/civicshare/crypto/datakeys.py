@@ -17,9 +17,14 @@ plaintext has already been written -- it must never be left behind looking like 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
+import io
 import os
+import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -270,55 +275,145 @@ def age_decrypt(src: Readable, identities: Sequence[str | bytes], out: Writer) -
         raise _opening_failure(exc) from None
 
 
-class _PipeReader:
-    def __init__(self, fd: int, tap: Writer | None) -> None:
+_AGEPIPE = Path(__file__).with_name("agepipe.py")
+_PIPE_SIZE = 1 << 20
+_FEED = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    # Larger pipe buffers mean fewer wake-ups between the two processes; the default still works.
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+
+
+def _fileno(src: Readable) -> int | None:
+    """The descriptor of a plain file ``src`` reads from (at its current offset), if it is one."""
+    if type(src) not in (io.BufferedReader, io.FileIO):
+        return None
+    try:
+        fd = src.fileno()  # type: ignore[attr-defined]
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        position = src.tell()  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return None
+    os.lseek(fd, position, os.SEEK_SET)  # the buffered reader may have read ahead
+    return fd
+
+
+class _Feeder:
+    """A thread copying ``src`` into the decrypting process's stdin, recording ``src``'s own failures."""
+
+    def __init__(self, src: Readable, fd: int) -> None:
+        self._src = src
         self._fd = fd
-        self._tap = tap
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="civicshare-reseal-feed", daemon=True)
 
-    def read(self, n: int = -1) -> bytes:
-        data = os.read(self._fd, n if n > 0 else 1 << 16)
-        if data and self._tap is not None:
-            self._tap(data)
-        return data
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    data = self._src.read(_FEED)
+                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                    self.failure = exc
+                    return
+                if not data:
+                    return
+                try:
+                    _write_all(self._fd, data)
+                except OSError:
+                    # The decrypting process stopped reading (it is done, or failed): it reports why.
+                    return
+        finally:
+            os.close(self._fd)
 
 
-def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer, *,
-           on_plaintext: Writer | None = None) -> None:
-    """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass.
+def _verdict(status: str, code: int) -> tuple[int, str]:
+    """The plaintext's (size, sha256) from the decrypting process's status line, or its failure."""
+    kind, _, rest = status.strip().partition(" ")
+    if kind == "ok" and code == 0:
+        size, _, digest = rest.partition(" ")
+        if size.isdigit() and len(digest) == 64:
+            return int(size), digest
+    if kind == "not_for_us":
+        return _raise(NotForUs("This age ciphertext is not sealed to any key given to open it."))
+    if kind == "integrity":
+        return _raise(IntegrityError("This age ciphertext could not be opened: it is damaged or was tampered with."))
+    reason = rest or f"it ended with exit code {code}"
+    raise UsageError(f"The stream could not be re-sealed: the decrypting process failed ({reason[:200]}).")
 
-    The plaintext only ever crosses a pipe between two threads (64 KiB at a time), so memory stays
-    constant and nothing is written to disk but the new ciphertext, handed to ``out``.
-    ``on_plaintext`` sees every plaintext byte, in order (to hash it). Raises like
-    :func:`age_decrypt`; on any failure, output already handed to ``out`` must be discarded.
+
+def _raise(exc: Exception) -> tuple[int, str]:
+    raise exc
+
+
+def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer) -> tuple[int, str]:
+    """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass;
+    returns the plaintext's size and hex SHA-256.
+
+    Decryption runs in a helper process (:mod:`civicshare.crypto.agepipe`) and encryption here, so
+    the two use two cores; the plaintext only crosses an anonymous pipe between them, memory stays
+    constant, and nothing is written but the new ciphertext, handed to ``out``. The identities reach
+    the helper through a pipe of their own. ``src`` is read by a feeding thread unless it is a plain
+    file, which the helper then reads directly. Raises like :func:`age_decrypt`; on any failure,
+    output already handed to ``out`` must be discarded.
     """
     keys, targets = _identities(identities), _recipients(recipients)
-    r_fd, w_fd = os.pipe()
-    opened: list[BaseException] = []
-
-    def decrypt() -> None:
-        try:
-            age_decrypt(src, keys_text, functools.partial(_write_all, w_fd))
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
-            opened.append(exc)
-        finally:
-            os.close(w_fd)
-
-    keys_text = [str(k).encode("ascii") for k in keys]
-    thread = threading.Thread(target=decrypt, name="civicshare-reseal", daemon=True)
-    thread.start()
-    sealing: BaseException | None = None
+    key_r, key_w = os.pipe()
+    status_r, status_w = os.pipe()
+    direct = _fileno(src)
+    feed_r = feed_w = -1
+    if direct is None:
+        feed_r, feed_w = os.pipe()
+        _widen(feed_w)
     try:
-        reader, sink = _PipeReader(r_fd, on_plaintext), _Sink(out)
-        try:
-            pyrage.encrypt_io(reader, sink, targets)
-        except Exception as exc:
-            sealing = sink.failure or exc
+        # A few hundred bytes: the pipe holds them all, so this never blocks.
+        _write_all(key_w, b"".join(str(k).encode("ascii") + b"\n" for k in keys))
     finally:
-        # Closing our end unblocks the decrypting thread if sealing stopped early.
-        os.close(r_fd)
-        thread.join()
+        os.close(key_w)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(_AGEPIPE), "decrypt", str(key_r), str(status_w)],
+            stdin=direct if direct is not None else feed_r, stdout=subprocess.PIPE, stderr=None,
+            close_fds=True, pass_fds=(key_r, status_w))
+    except BaseException:
+        for fd in (status_r, feed_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (key_r, status_w, feed_r):
+            if fd >= 0:
+                os.close(fd)
+    assert proc.stdout is not None
+    _widen(proc.stdout.fileno())
+    feeder = _Feeder(src, feed_w) if direct is None else None
+    sealing: BaseException | None = None
+    finished = False
+    try:
+        if feeder is not None:
+            feeder.thread.start()
+        plain = io.open(proc.stdout.fileno(), "rb", buffering=_PIPE_SIZE, closefd=False)  # noqa: SIM115
+        sink = _Sink(out)
+        try:
+            pyrage.encrypt_io(plain, sink, targets)
+        except Exception as exc:
+            sealing = sink.failure or UsageError(f"The stream could not be sealed: {exc}")
+        finished = sealing is None
+    finally:
+        if not finished:
+            # Sealing stopped early: the helper may be blocked on a full pipe, so it is ended, not awaited.
+            proc.kill()
+        proc.stdout.close()
+        code = proc.wait()
+        if feeder is not None:
+            feeder.thread.join()
+        with os.fdopen(status_r, "rb") as fh:
+            status = fh.read(4096).decode("ascii", "replace")
+    if feeder is not None and feeder.failure is not None:
+        raise feeder.failure
     if sealing is not None:
         raise sealing
-    if opened:
-        # A failed decryption ends the pipe early, which looks like a short plaintext: never accept it.
-        raise opened[0]
+    # A failed decryption ends the plaintext early, which looks like a short stream: never accept it.
+    return _verdict(status, code)

@@ -3,7 +3,7 @@
 Plaintext never touches the disk on either side:
 
 * a document is decrypted from its own blob and re-encrypted to the partner in one streaming pass
-  (two threads joined by a pipe; see :func:`civicshare.crypto.datakeys.reseal`), in constant memory;
+  (two processes joined by a pipe; see :func:`civicshare.crypto.datakeys.reseal`), in constant memory;
 * a dataset is written as plain Parquet into an in-memory file (memfd), hashed and sealed from there.
 
 At the recipient the ciphertext is hashed as it is read and checked against the signed manifest; the
@@ -56,6 +56,7 @@ class StreamHash:
         self._part = hashlib.sha256()
         self._part_filled = 0
         self._parts: list[str] = []
+        self._recorded: str | None = None
 
     def update(self, data: bytes) -> None:
         self.size += len(data)
@@ -72,8 +73,14 @@ class StreamHash:
                 self._parts.append(self._part.hexdigest())
                 self._part, self._part_filled = hashlib.sha256(), 0
 
+    def record(self, size: int, sha256: str) -> None:
+        """Take the size and hash of a whole stream measured elsewhere (by the decrypting process)."""
+        if self.size or self._part_size is not None:
+            raise UsageError("Only a fresh whole-stream tally takes a digest measured elsewhere.")
+        self.size, self._recorded = size, sha256
+
     def digest(self) -> Digest:
-        return Digest(self.size, self._whole.hexdigest())
+        return Digest(self.size, self._recorded or self._whole.hexdigest())
 
     @property
     def part_hashes(self) -> tuple[str, ...]:
@@ -166,7 +173,7 @@ def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, 
 
         def reseal_document(sink: Sink) -> None:
             with open(blob, "rb") as fh:
-                reseal(fh, [key], [age_recipient], _tee(sink.write, cipher.update), on_plaintext=plain.update)
+                plain.record(*reseal(fh, [key], [age_recipient], _tee(sink.write, cipher.update)))
 
         write_new_file(dest, reseal_document)
         info = HoldingInfo(holding.id, DOCUMENT, holding.name, holding.media_type, None, None)
@@ -263,8 +270,7 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
     def store_document(blob: Path, key: bytes) -> tuple[int, int | None, list[str] | None]:
         def produce(sink: Sink) -> None:
             try:
-                reseal(opening.reader, [identity], [document_recipient(key)], sink.write,
-                       on_plaintext=opening.plain.update)
+                opening.plain.record(*reseal(opening.reader, [identity], [document_recipient(key)], sink.write))
             except (NotForUs, IntegrityError) as exc:
                 raise opening.failed(exc) from None
             opening.check()
