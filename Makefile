@@ -37,8 +37,9 @@ tools:
 	  apt-get update && apt-get install -y age curl; \
 	fi
 
+# Three workers: most tests wait on real node processes, so they overlap well even on two cores.
 test: install postgres tools
-	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q
+	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q -n 3
 
 bench: install postgres tools
 	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) benchmarks/run_all.py

@@ -13,12 +13,15 @@ async def read_limited(request: Request, limit: int, what: str) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"{what} is never more than {limit:,} bytes.")
-    data = bytearray()
+    # The chunks are joined once at the end: one copy of the body, not a growing buffer and a copy of it.
+    chunks: list[bytes] = []
+    size = 0
     try:
         async for chunk in request.stream():
-            data += chunk
-            if len(data) > limit:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 raise TooLarge(f"{what} is never more than {limit:,} bytes.")
     except ClientDisconnect:
         raise UsageError(f"The request was interrupted before {what.lower()} arrived.") from None
-    return bytes(data)
+    return b"".join(chunks)

@@ -7,6 +7,8 @@ transfers from the outbox, and swap checkpoints with partners (witnessing).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 from collections.abc import Callable
 
@@ -32,6 +34,7 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
     ``directory_refresh``; due transfers delivered every ``deliver_every`` (failed attempts back off
     from ``retry_base``); checkpoints swapped with partners every ``witness_every``.
     """
+    return_large_buffers()
     app = create_app(node, max_dataset_bytes=max_dataset_bytes, max_document_bytes=max_document_bytes)
     stop = threading.Event()
     threads = [
@@ -50,6 +53,29 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
+
+
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+MMAP_THRESHOLD = 1 << 20
+ARENA_MAX = 4
+
+
+def return_large_buffers() -> bool:
+    """Make glibc give large transient buffers (the 8 MiB parts of transfers) back to the OS.
+
+    By default glibc raises its mmap threshold each time a large block is freed, so later parts are
+    carved from a thread's heap arena, which fragments and never shrinks: a sending node's memory
+    would grow with every byte it sends. A fixed threshold keeps every block of 1 MiB or more in its
+    own mapping, returned when freed; fewer arenas bound the rest. False where this is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_ARENA_MAX, ARENA_MAX))
 
 
 def _periodic(name: str, every: float, stop: threading.Event, work: Callable[[], None]) -> threading.Thread:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import structlog
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
@@ -42,7 +44,7 @@ from civicshare.errors import (
 from civicshare.exchange.fields import transfer_id
 from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
 from civicshare.exchange.receipt import Receipt, sign_receipt
-from civicshare.exchange.staging import Staging
+from civicshare.exchange.staging import PartsLate, Staging
 from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
 from civicshare.holdings.store import Holding
 
@@ -50,6 +52,10 @@ if TYPE_CHECKING:
     from civicshare.node import Node
 
 RECEIVER = "receiver"
+# An early opening gives up when the next part has not arrived for this long; the commit then opens.
+EARLY_OPEN_PATIENCE = 30.0
+
+log = structlog.get_logger("civicshare.inbox")
 
 
 def check_transfer_id(value: str) -> str:
@@ -69,6 +75,8 @@ class Inbox:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.staging = Staging(node.layout, node.rng)
+        self._early: set[tuple[str, str]] = set()
+        self._early_lock = threading.Lock()
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -163,8 +171,13 @@ class Inbox:
 
     # Parts -------------------------------------------------------------------------------------
 
-    def put_part(self, org_id: str, sender: str, transfer: str, n: int, data: bytes) -> dict[str, Any]:
-        """``PUT /transfers/{id}/parts/{n}``: check part ``n`` against the manifest and stage it."""
+    def put_part(self, org_id: str, sender: str, transfer: str, n: int, data: bytes, *,
+                 body_sha256: bytes | None = None) -> dict[str, Any]:
+        """``PUT /transfers/{id}/parts/{n}``: check part ``n`` against the manifest and stage it.
+
+        ``body_sha256`` is the SHA-256 of ``data`` when the caller already verified it (the gate checks
+        the signed Content-Digest against the body); otherwise the part is hashed here.
+        """
         row = self._mine(org_id, sender, transfer)
         answer = {"version": VERSION, "transfer": row.transfer_id, "part": n, "stored": True}
         if row.state == DELIVERED:
@@ -178,7 +191,8 @@ class Inbox:
             if len(data) != expected:
                 raise PartRefused(f"Part {n} of transfer {transfer} is {len(data)} bytes; its manifest says "
                                   f"{expected}.")
-            if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), manifest.part_hashes[n]):
+            digest = body_sha256.hex() if body_sha256 is not None else hashlib.sha256(data).hexdigest()
+            if not hmac.compare_digest(digest, manifest.part_hashes[n]):
                 raise DigestMismatch(f"Part {n} of transfer {transfer} does not match its hash in the manifest: "
                                      "it was damaged on the way.")
         except CivicshareError as exc:
@@ -193,26 +207,79 @@ class Inbox:
 
     # Commit ------------------------------------------------------------------------------------
 
+    def open_early(self, org_id: str, sender: str, transfer: str) -> bool:
+        """Begin opening a transfer in the background while its parts are still arriving, in order.
+
+        Decrypting and re-sealing then overlaps receiving, so the commit finds the work done. It is
+        the commit's own work under the commit's lock: on any failure (a part that stops coming for
+        ``EARLY_OPEN_PATIENCE`` seconds, a crash) nothing is kept, and the commit opens the staged
+        parts as usual. False if an early opening of this transfer is already running.
+        """
+        key = (org_id, transfer)
+        with self._early_lock:
+            if key in self._early:
+                return False
+            self._early.add(key)
+        thread = threading.Thread(target=self._open_early, args=(org_id, sender, transfer), daemon=True,
+                                  name="civicshare-open-early")
+        try:
+            thread.start()
+        except BaseException:
+            with self._early_lock:
+                self._early.discard(key)
+            raise
+        return True
+
+    def _open_early(self, org_id: str, sender: str, transfer: str) -> None:
+        try:
+            row = self._mine(org_id, sender, transfer)
+            if row.state != RECEIVING:
+                return
+            with self.staging.locked(org_id, row.transfer_id):
+                row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
+                if row.state != RECEIVING:
+                    return
+                manifest = row.manifest
+                with self.staging.reader(org_id, row.transfer_id, manifest.part_count,
+                                         patience=EARLY_OPEN_PATIENCE) as reader:
+                    row = self._open(row, manifest, reader)
+            self.staging.finished(org_id, row.transfer_id)
+        except PartsLate:
+            log.info("early opening gave up waiting for a part", transfer=transfer)
+        except CivicshareError as exc:
+            # Refusals were logged and recorded by _open; the sender learns of them on its next request.
+            log.info("early opening refused", transfer=transfer, code=exc.code)
+        except Exception as exc:  # noqa: BLE001 - the commit will open the staged parts instead
+            log.warning("early opening failed", transfer=transfer, error=type(exc).__name__, detail=str(exc)[:200])
+        finally:
+            with self._early_lock:
+                self._early.discard((org_id, transfer))
+
     def commit(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
         """``POST /transfers/{id}/commit``: open the staged parts into a holding; the signed receipt."""
         row = self._mine(org_id, sender, transfer)
         if row.state == DELIVERED and row.receipt is not None:
             return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
+        # Missing parts are answered at once, not after waiting for the lock (an early opening holds it
+        # while it waits for those very parts); checked again under the lock.
+        self._require_all_parts(org_id, row.transfer_id, row.manifest.part_count)
         with self.staging.locked(org_id, row.transfer_id):
             row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
             if row.state != DELIVERED:
                 manifest = row.manifest
-                present = self.staging.parts_present(org_id, row.transfer_id, manifest.part_count)
-                missing = sorted(set(range(manifest.part_count)) - set(present))
-                if missing:
-                    shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
-                    raise Conflict(f"Transfer {row.transfer_id} cannot be committed yet: parts {shown} have not "
-                                   "arrived.")
+                self._require_all_parts(org_id, row.transfer_id, manifest.part_count)
                 with self.staging.reader(org_id, row.transfer_id, manifest.part_count) as reader:
                     row = self._open(row, manifest, reader)
         self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
         return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
+
+    def _require_all_parts(self, org_id: str, transfer: str, count: int) -> None:
+        present = self.staging.parts_present(org_id, transfer, count)
+        missing = sorted(set(range(count)) - set(present))
+        if missing:
+            shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
+            raise Conflict(f"Transfer {transfer} cannot be committed yet: parts {shown} have not arrived.")
 
     def _adopt(self, org_id: str, name: str) -> Holding | None:
         """The holding a crashed commit of this transfer stored, if there is one."""

@@ -12,6 +12,7 @@ import fcntl
 import io
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,15 +22,34 @@ from civicshare.config import Layout
 from civicshare.crypto.atomicfile import fsync_dir
 
 CHUNK = 1 << 20
+WAIT_INTERVAL = 0.01
+
+
+class PartsLate(Exception):
+    """A part a reader was waiting for did not arrive within its patience (nothing is wrong with it)."""
+
+
+def _wait_for(path: Path, patience: float) -> None:
+    # A part appears whole (linked into place after fsync), so existing is enough.
+    deadline = time.monotonic() + patience
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise PartsLate(f"{path.name} did not arrive within {patience:g} seconds.")
+        time.sleep(WAIT_INTERVAL)
 
 
 class _PartsReader(io.RawIOBase):
-    """The staged parts of a transfer, in order, read as one stream (never all in memory)."""
+    """The staged parts of a transfer, in order, read as one stream (never all in memory).
 
-    def __init__(self, paths: list[Path]) -> None:
+    With ``patience``, a part not staged yet is waited for (up to that many seconds each), so a
+    transfer can be opened while its parts are still arriving.
+    """
+
+    def __init__(self, paths: list[Path], patience: float | None = None) -> None:
         super().__init__()
         self._paths = iter(paths)
         self._current: io.BufferedReader | None = None
+        self._patience = patience
 
     def readable(self) -> bool:
         return True
@@ -40,6 +60,8 @@ class _PartsReader(io.RawIOBase):
                 path = next(self._paths, None)
                 if path is None:
                     return 0
+                if self._patience is not None:
+                    _wait_for(path, self._patience)
                 self._current = path.open("rb")
             n = self._current.readinto(buffer)
             if n:
@@ -91,10 +113,11 @@ class Staging:
             temp.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def reader(self, org_id: str, transfer: str, count: int) -> Iterator[BinaryIO]:
-        """Parts 0 to ``count - 1`` as one buffered stream."""
+    def reader(self, org_id: str, transfer: str, count: int, *, patience: float | None = None) -> Iterator[BinaryIO]:
+        """Parts 0 to ``count - 1`` as one buffered stream; with ``patience``, parts still to come are
+        waited for (PartsLate when one takes longer than that)."""
         paths = [self.folder(org_id, transfer) / f"part-{n}" for n in range(count)]
-        with io.BufferedReader(_PartsReader(paths), CHUNK) as stream:
+        with io.BufferedReader(_PartsReader(paths, patience), CHUNK) as stream:
             yield stream
 
     @contextlib.contextmanager
