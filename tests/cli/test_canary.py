@@ -32,14 +32,23 @@ def _walk(root: Path) -> list[Path]:
     return found
 
 
-def _scan_files(roots: list[Path], needles: list[bytes]) -> list[str]:
+def _scan_files(roots: list[Path], needles: list[bytes], seen: dict[Path, tuple[int, int, int]] | None = None,
+                ) -> list[str]:
+    """Files holding any needle. With ``seen``, a file whose inode, size and modification time are
+    unchanged since it was last read is not read again: it cannot hold anything new."""
     hits = []
     for root in roots:
         for path in _walk(root):
             try:
+                info = path.stat()
                 if not path.is_file():  # FIFOs and sockets hold nothing on disk
                     continue
+                stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+                if seen is not None and seen.get(path) == stamp:
+                    continue
                 data = path.read_bytes()
+                if seen is not None:
+                    seen[path] = stamp
             except (FileNotFoundError, PermissionError):
                 continue  # a staging file renamed while we looked
             hits += [f"{path}: {n.decode()}" for n in needles if n in data]
@@ -66,8 +75,9 @@ def _scan_database(db_url: str | None, needles: list[str]) -> list[str]:
 def _run_scanning(cli: Cli, roots: list[Path], needles: list[bytes], *args: str) -> list[str]:
     proc = cli.popen(*args)
     hits: list[str] = []
+    seen: dict[Path, tuple[int, int, int]] = {}
     while proc.poll() is None:
-        hits += _scan_files(roots, needles)
+        hits += _scan_files(roots, needles, seen)
         time.sleep(0.02)
     out, err = proc.communicate()
     assert proc.returncode == 0, err
