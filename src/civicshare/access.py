@@ -29,22 +29,27 @@ class Permission(StrEnum):
     PARTNERS_MANAGE = "partners.manage"
     TRANSFERS_SHARE = "transfers.share"
     TRANSFERS_READ = "transfers.read"
+    AGREEMENTS_READ = "agreements.read"
+    AGREEMENTS_MANAGE = "agreements.manage"
 
 
 _ALL = frozenset(Permission)
 _WORK = frozenset({Permission.HOLDINGS_READ, Permission.HOLDINGS_IMPORT, Permission.HOLDINGS_EXPORT})
+# Data protection officers and records managers keep the register of data sharing agreements.
+_AGREEMENTS = frozenset({Permission.AGREEMENTS_READ, Permission.AGREEMENTS_MANAGE})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # Only an administrator pins partners: that decides whom data may go to.
     Role.ADMIN: _ALL,
     # A data protection officer answers erasure requests and oversees key custody.
     Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
-                       Permission.PARTNERS_READ, Permission.TRANSFERS_READ},
+                       Permission.PARTNERS_READ, Permission.TRANSFERS_READ} | _AGREEMENTS,
     # A records manager sends holdings to partners; the ledger of what was sent is theirs to read.
     Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
                                    Permission.PARTNERS_READ, Permission.TRANSFERS_SHARE,
-                                   Permission.TRANSFERS_READ},
-    Role.CASEWORKER: _WORK,
+                                   Permission.TRANSFERS_READ} | _AGREEMENTS,
+    # A caseworker may read the agreements their work falls under.
+    Role.CASEWORKER: _WORK | {Permission.AGREEMENTS_READ},
 }
 
 ROLE_WORDS = {

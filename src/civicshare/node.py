@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor, Permission, Role
+from civicshare.agreements.register import AgreementRegister
 from civicshare.audit import AuditEntry, AuditLog, VerifyReport, verify_log
 from civicshare.audit.log import SignedCheckpoint
 from civicshare.audit.witness import WitnessBook, read_checkpoint
@@ -42,6 +43,7 @@ from civicshare.exchange.trust import Trust
 from civicshare.exchange.witnessing import PartnerWitness
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
+from civicshare.node_agreements import AgreementUseCases
 from civicshare.node_exchange import ExchangeUseCases
 from civicshare.users import User, Users
 
@@ -59,7 +61,7 @@ class Organisation:
         return {"id": self.id, "name": self.name, "url": self.url, "created": iso(self.created_at)}
 
 
-class Node(ExchangeUseCases):
+class Node(ExchangeUseCases, AgreementUseCases):
     """An open node home. Keystores are unlocked on first use, so read-only listings need no passphrase."""
 
     def __init__(self, layout: Layout, config: NodeConfig, db: Database, *, passphrase: PassphraseSource,
@@ -85,6 +87,7 @@ class Node(ExchangeUseCases):
                                            kdf=kdf)
         self.witnesses = WitnessBook(db.engine, self.audit, clock)
         self.exchange = Exchange(self)
+        self.agreement_register = AgreementRegister(db.engine, self.audit, clock, rng)
 
     # Opening and creating ----------------------------------------------------------------------
 

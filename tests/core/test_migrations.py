@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from civicshare.db import open_database
 from civicshare.db.backends import MIGRATIONS
-from civicshare.db.tables import audit_heads, inbound, partners, transfers, trusted_directories
+from civicshare.db.tables import agreements, audit_heads, inbound, partners, transfers, trusted_directories
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_the_head_the_node_checks_is_alembics_head() -> None:
@@ -80,5 +80,19 @@ def test_upgrade_from_0003_adds_empty_exchange_tables(tmp_path: Path, db_url: st
     with db.engine.connect() as conn:
         for table in (transfers, inbound, trusted_directories):
             assert conn.execute(table.select()).all() == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+    db.dispose()
+
+
+def test_upgrade_from_0004_adds_an_empty_agreement_register(tmp_path: Path, db_url: str | None) -> None:
+    url = db_url or f"sqlite:///{tmp_path / 'old.db'}"
+    db = open_database(url, migrate=False)
+    _upgrade(db, "0004")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES ('old-council', 'Old', :t)"),
+                     {"t": datetime(2026, 1, 1, tzinfo=UTC)})
+    db.migrate()
+    with db.engine.connect() as conn:
+        assert conn.execute(agreements.select()).all() == []
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
     db.dispose()

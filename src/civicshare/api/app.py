@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicshare import __version__
-from civicshare.api import audit, gate, holdings, keys, partners, witness
+from civicshare.api import agreements, audit, gate, holdings, keys, partners, witness
 from civicshare.api import directory as directory_api
 from civicshare.api import exchange as exchange_api
 from civicshare.api.auth import NodeDep
@@ -131,6 +131,7 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.include_router(keys.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(partners.router, prefix="/v1")
+    app.include_router(agreements.router, prefix="/v1")
     app.include_router(directory_api.router, prefix="/v1")
     app.include_router(directory_api.public_router)
     app.include_router(gate.router)

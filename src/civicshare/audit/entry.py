@@ -46,6 +46,7 @@ ACTIONS = {
     "transfer.receive": "a transfer arrived, was checked and stored as a new holding",
     "transfer.refused": "an arriving transfer or part was refused",
     "witness.checkpoint": "a partner's signed audit checkpoint was received and kept",
+    "agreement.create": "a data sharing agreement was added to the register as a draft (or refused)",
 }
 
 

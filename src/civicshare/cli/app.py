@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from civicshare import __version__
+from civicshare.cli import agreements as agreement_cmds
 from civicshare.cli import audit as audit_cmds
 from civicshare.cli import directory as directory_cmds
 from civicshare.cli import holdings as holdings_cmds
@@ -32,6 +33,7 @@ app.add_typer(org_cmds.user_app, name="user")
 app.add_typer(holdings_cmds.holdings_app, name="holdings")
 app.add_typer(audit_cmds.audit_app, name="audit")
 app.add_typer(partner_cmds.partner_app, name="partner")
+app.add_typer(agreement_cmds.agreement_app, name="agreement")
 app.add_typer(directory_cmds.directory_app, name="directory")
 org_cmds.register(app)
 holdings_cmds.register(app)

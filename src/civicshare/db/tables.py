@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -252,4 +253,28 @@ witnessed_checkpoints = Table(
     Column("root_hash", LargeBinary, nullable=False),
     Column("note", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# The register of data sharing agreements: one row per version; each party keeps its own copy.
+# ``body`` is the canonical JSON whose SHA-256 is ``hash``; ``content_hash`` leaves out id and version.
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("hash", String(64), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("provider", String(63), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("review_date", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("org_id", "hash", name="uq_agreements_org_hash"),
+    Index("ix_agreements_org_content", "org_id", "content_hash"),
+    Index("ix_agreements_org_state", "org_id", "state"),
 )

@@ -1,0 +1,157 @@
+"""``agreement`` commands: the template to start from, and the register of data sharing agreements."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from civicshare.agreements.model import MAX_AGREEMENT_BYTES, DatasetItems
+from civicshare.agreements.register import AgreementRecord
+from civicshare.cli.context import STATE, out, print_json, print_table
+from civicshare.cli.org import OrgOpt
+from civicshare.errors import Conflict, UsageError
+
+agreement_app = typer.Typer(help="Data sharing agreements: the template, and the register the ICO expects.",
+                            no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+@agreement_app.command("template")
+def template(
+    provider: Annotated[str, typer.Option("--provider", help="The organisation that provides the data.")],
+    recipient: Annotated[str, typer.Option("--recipient", help="The organisation that receives it.")],
+    dataset: Annotated[str | None, typer.Option("--dataset", help="The dataset shared (its name).")] = None,
+    fields: Annotated[str | None, typer.Option("--fields", help="The fields shared, comma-separated: a,b,c.")]
+    = None,
+    documents: Annotated[bool, typer.Option("--documents", help="The agreement covers documents.")] = False,
+    org: OrgOpt = None,
+) -> None:
+    """Print a complete agreement that validates as it stands; check every line marked REVIEW."""
+    if (dataset is None) == (not documents):
+        raise UsageError("Say what the agreement covers: --dataset NAME (with --fields a,b,...) or --documents.")
+    if fields is not None and dataset is None:
+        raise UsageError("--fields goes with --dataset.")
+    chosen = [f.strip() for f in fields.split(",") if f.strip()] if fields is not None else None
+    with STATE.node() as node:
+        # The provider, when this node hosts it, is who drafts by default.
+        hosted = {o.id for o in node.organisations()}
+        actor = STATE.operator(node, org if org is not None or provider not in hosted else provider)
+        text = node.agreement_template(actor, provider, recipient, dataset=dataset, fields=chosen,
+                                       documents=documents)
+    sys.stdout.write(text)
+
+
+def _read(path: str) -> tuple[bytes, str]:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read(MAX_AGREEMENT_BYTES + 1), "stdin"
+        with open(path, "rb") as fh:
+            return fh.read(MAX_AGREEMENT_BYTES + 1), path
+    except FileNotFoundError:
+        raise UsageError(f"There is no agreement file {path}.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read the agreement file {path}: {exc.strerror}.") from None
+
+
+def _describe(r: AgreementRecord) -> list[str]:
+    a = r.agreement
+    items = a.data_items
+    covered = (f"dataset {items.dataset}: {', '.join(items.fields)}" if isinstance(items, DatasetItems)
+               else f"documents: {', '.join(items.media_types)}")
+    special = f"yes, Article 9(2)({a.article_9_condition})" if a.special_category_data else "no"
+    lines = [
+        f"{r.id} version {r.version} ({r.state})",
+        f"  hash:            {r.hash}",
+        "  parties:         " + "; ".join(f"{p.name} ({p.org}, {p.role.replace('_', ' ')})" for p in a.parties),
+        f"  provider:        {a.provider}", f"  recipients:      {', '.join(a.recipients)}",
+        f"  purpose:         {a.purpose}", f"  lawful basis:    {a.lawful_basis_words()}",
+        f"  special category: {special}",
+        f"  data items:      {covered}", f"  classification:  {a.classification}",
+        f"  onward sharing:  {'allowed' if a.onward_sharing else 'not allowed'}",
+        f"  retention:       {a.retention_words()}",
+        f"  dates:           {a.start_date} to {a.end_date}, next review {a.review_date}",
+        f"  DPIA:            {a.dpia_reference}",
+        f"  created:         {r.to_json()['created']} by {r.created_by}",
+    ]
+    lines += [f"  warning:         {w}" for w in r.warnings]
+    return lines
+
+
+@agreement_app.command("create")
+def create(
+    file: Annotated[str, typer.Option("--file", help="The agreement, YAML or JSON (- for stdin).")],
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check an agreement file (every problem at once) and add it to the register as a draft."""
+    data, name = _read(file)
+    with STATE.node() as node:
+        record = node.create_agreement(STATE.operator(node, org), data, filename=name)
+    if json_out:
+        print_json(record.to_json())
+        return
+    out.print(f"Added {record.id} version {record.version} to the register of {record.org_id} as a draft.",
+              markup=False)
+    for line in _describe(record)[1:]:
+        out.print(line, markup=False)
+
+
+def _write_new(path: Path, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise Conflict(f"{path} already exists; choose another file name.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot create {path}: {exc.strerror}.") from None
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
+@agreement_app.command("list")
+def list_(
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+    csv_file: Annotated[str | None, typer.Option("--csv", help="Write the register as CSV to this new file "
+                                                               "(- for stdout).")] = None,
+) -> None:
+    """The register: every agreement with its state, parties, purpose, next review and warnings."""
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        if csv_file is not None:
+            text = node.agreements_csv(actor)
+            if csv_file == "-":
+                sys.stdout.write(text)
+            else:
+                _write_new(Path(csv_file), text)
+                out.print(f"Wrote the register of {actor.org_id} to {csv_file}.", markup=False)
+            return
+        found = node.agreements(actor)
+    if json_out:
+        print_json([r.to_json(with_body=False) for r in found])
+        return
+    print_table("Data sharing agreements", ["id", "version", "state", "parties", "purpose", "next review",
+                                            "warnings"],
+                [[r.id, r.version, r.state, ", ".join(r.agreement.party_ids), r.agreement.purpose,
+                  r.agreement.review_date.isoformat(), "; ".join(r.warnings)] for r in found])
+
+
+@agreement_app.command("show")
+def show(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID", help="The agreement's id, such as DSA-2026-0001.")],
+    version: Annotated[int | None, typer.Option("--version", help="Which version (the newest if left out).")]
+    = None,
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One agreement: every field, its hash, state and warnings (--json includes the whole agreement)."""
+    with STATE.node() as node:
+        record = node.agreement(STATE.operator(node, org), agreement_id, version)
+    if json_out:
+        print_json(record.to_json())
+        return
+    for line in _describe(record):
+        out.print(line, markup=False)
