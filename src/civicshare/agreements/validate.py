@@ -27,17 +27,15 @@ from civicshare.agreements.model import (
     OPTIONAL_FIELDS,
     PARTY_ROLES,
     Agreement,
-    Contact,
     DataItems,
     DatasetItems,
     DocumentItems,
     Party,
-    Signatory,
 )
+from civicshare.agreements.people import read_contacts, read_signatories
 from civicshare.errors import InvalidInput
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,63}")
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _MEDIA_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 MAX_PURPOSE = 4000
 # A retention longer than a century is a typing mistake, not a policy.
@@ -113,8 +111,8 @@ def check_agreement(body: Any, *, lines: Mapping[str, int] | None = None, filena
                           for k in ("start_date", "end_date", "review_date"))
     _dates(check, start, end, review)
     dpia = check.text(body["dpia_reference"], "dpia_reference") if "dpia_reference" in body else None
-    contacts = _contacts(check, body["contacts"], party_ids) if "contacts" in body else None
-    signatories = _signatories(check, body["signatories"], party_ids) if "signatories" in body else None
+    contacts = read_contacts(check, body["contacts"], party_ids) if "contacts" in body else None
+    signatories = read_signatories(check, body["signatories"], party_ids) if "signatories" in body else None
     if org_id is not None and party_ids is not None and org_id not in party_ids:
         check.add(f"does not name {org_id}, the organisation adding it; an organisation keeps only agreements "
                   "it is a party to", "parties")
@@ -348,62 +346,3 @@ def _dates(check: Checker, start: date | None, end: date | None, review: date | 
         check.add(f"is {review}, after the end date {end}; review the agreement before it ends", "review_date")
     if review is not None and start is not None and review < start:
         check.add(f"is {review}, before the start date {start}", "review_date")
-
-
-def _per_party(check: Checker, value: Any, field: str, parties: set[str] | None, keys: tuple[str, ...],
-               what: str) -> list[tuple[str, dict[str, Any]]] | None:
-    """The entries of a list of people, each belonging to a party; every party must have one."""
-    entries = check.items(value, field)
-    if entries is None:
-        return None
-    result: list[tuple[str, dict[str, Any]]] = []
-    for i, entry in enumerate(entries):
-        at = f"{field}[{i}]"
-        item = check.mapping(entry, at, keys, keys, what)
-        if item is None:
-            continue
-        result.append((at, item))
-    if parties is not None:
-        named = {item.get("org") for _at, item in result}
-        for org in sorted(parties - named):
-            check.add(f"names no {what} for {org}; every party needs one", field)
-    return result if len(result) == len(entries) else None
-
-
-def _contacts(check: Checker, value: Any, parties: set[str] | None) -> tuple[Contact, ...] | None:
-    entries = _per_party(check, value, "contacts", parties, ("org", "name", "email"), "contact")
-    if entries is None:
-        return None
-    result: list[Contact] = []
-    for at, item in entries:
-        org = _party_org(check, item["org"], f"{at}.org", parties)
-        name = check.text(item["name"], f"{at}.name")
-        email = check.text(item["email"], f"{at}.email")
-        if email is not None and not _EMAIL_RE.fullmatch(email):
-            check.add(f"{email!r} is not an email address", f"{at}.email")
-            email = None
-        if org is not None and name is not None and email is not None:
-            result.append(Contact(org, name, email))
-    return tuple(result) if len(result) == len(entries) else None
-
-
-def _signatories(check: Checker, value: Any, parties: set[str] | None) -> tuple[Signatory, ...] | None:
-    entries = _per_party(check, value, "signatories", parties, ("org", "name", "role"), "signatory")
-    if entries is None:
-        return None
-    result: list[Signatory] = []
-    for at, item in entries:
-        org = _party_org(check, item["org"], f"{at}.org", parties)
-        name = check.text(item["name"], f"{at}.name")
-        role = check.text(item["role"], f"{at}.role")
-        if org is not None and name is not None and role is not None:
-            result.append(Signatory(org, name, role))
-    return tuple(result) if len(result) == len(entries) else None
-
-
-def _party_org(check: Checker, value: Any, field: str, parties: set[str] | None) -> str | None:
-    org = check.org(value, field)
-    if org is not None and parties is not None and org not in parties:
-        check.add(f"{org} is not one of the parties", field)
-        return None
-    return org
