@@ -277,7 +277,7 @@ def age_decrypt(src: Readable, identities: Sequence[str | bytes], out: Writer) -
 
 _AGEPIPE = Path(__file__).with_name("agepipe.py")
 _PIPE_SIZE = 1 << 20
-_FEED = 1 << 20
+_FEED = 1 << 16  # below glibc's mmap threshold: reused from the heap, never fragmenting it
 
 
 def _widen(fd: int) -> None:
@@ -348,72 +348,105 @@ def _raise(exc: Exception) -> tuple[int, str]:
     raise exc
 
 
+def _helper(*args: str, stdin: int, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    # Our own interpreter and module, with descriptor numbers and public recipients as arguments.
+    return subprocess.Popen([sys.executable, "-I", str(_AGEPIPE), *args],  # noqa: S603
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=None, close_fds=True, pass_fds=pass_fds)
+
+
+def _read_status(fd: int) -> str:
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(4096).decode("ascii", "replace")
+
+
 def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer) -> tuple[int, str]:
     """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass;
     returns the plaintext's size and hex SHA-256.
 
-    Decryption runs in a helper process (:mod:`civicshare.crypto.agepipe`) and encryption here, so
-    the two use two cores; the plaintext only crosses an anonymous pipe between them, memory stays
-    constant, and nothing is written but the new ciphertext, handed to ``out``. The identities reach
-    the helper through a pipe of their own. ``src`` is read by a feeding thread unless it is a plain
-    file, which the helper then reads directly. Raises like :func:`age_decrypt`; on any failure,
-    output already handed to ``out`` must be discarded.
+    Two helper processes (:mod:`civicshare.crypto.agepipe`) do the work on two cores: one decrypts,
+    the other encrypts, the plaintext crossing an anonymous pipe between them -- it never enters this
+    process, nor the disk; memory stays constant. The identities reach the decrypting helper through
+    a pipe of their own. ``src`` is fed by a thread unless it is a plain file, which the helper then
+    reads directly (from its current offset). The new ciphertext is handed to ``out`` as views of a
+    buffer that is reused: ``out`` must copy what it keeps (writing or hashing it is fine). Raises like
+    :func:`age_decrypt`; on any failure, output already handed to ``out`` must be discarded.
     """
     keys, targets = _identities(identities), _recipients(recipients)
-    key_r, key_w = os.pipe()
-    status_r, status_w = os.pipe()
     direct = _fileno(src)
-    feed_r = feed_w = -1
-    if direct is None:
-        feed_r, feed_w = os.pipe()
-        _widen(feed_w)
-    try:
-        # A few hundred bytes: the pipe holds them all, so this never blocks.
-        _write_all(key_w, b"".join(str(k).encode("ascii") + b"\n" for k in keys))
-    finally:
-        os.close(key_w)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", str(_AGEPIPE), "decrypt", str(key_r), str(status_w)],
-            stdin=direct if direct is not None else feed_r, stdout=subprocess.PIPE, stderr=None,
-            close_fds=True, pass_fds=(key_r, status_w))
-    except BaseException:
-        for fd in (status_r, feed_w):
-            if fd >= 0:
-                os.close(fd)
-        raise
-    finally:
-        for fd in (key_r, status_w, feed_r):
-            if fd >= 0:
-                os.close(fd)
-    assert proc.stdout is not None
-    _widen(proc.stdout.fileno())
-    feeder = _Feeder(src, feed_w) if direct is None else None
-    sealing: BaseException | None = None
+    opened: list[int] = []
+
+    def pipe() -> tuple[int, int]:
+        r, w = os.pipe()
+        opened.extend((r, w))
+        return r, w
+
+    def close(fd: int) -> None:
+        if fd in opened:
+            opened.remove(fd)
+            os.close(fd)
+
+    procs: list[subprocess.Popen[bytes]] = []
+    feeder: _Feeder | None = None
     finished = False
     try:
-        if feeder is not None:
+        key_r, key_w = pipe()
+        # A few hundred bytes: the pipe holds them all, so this never blocks.
+        _write_all(key_w, b"".join(str(k).encode("ascii") + b"\n" for k in keys))
+        close(key_w)
+        dec_status_r, dec_status_w = pipe()
+        enc_status_r, enc_status_w = pipe()
+        if direct is None:
+            feed_r, feed_w = pipe()
+            _widen(feed_w)
+        decrypting = _helper("decrypt", str(key_r), str(dec_status_w), stdin=direct if direct is not None else feed_r,
+                             pass_fds=(key_r, dec_status_w))
+        procs.append(decrypting)
+        for fd in (key_r, dec_status_w) + (() if direct is not None else (feed_r,)):
+            close(fd)
+        assert decrypting.stdout is not None
+        _widen(decrypting.stdout.fileno())
+        encrypting = _helper("encrypt", str(enc_status_w), *(str(t) for t in targets),
+                             stdin=decrypting.stdout.fileno(), pass_fds=(enc_status_w,))
+        procs.append(encrypting)
+        decrypting.stdout.close()  # the plaintext pipe now joins the two helpers only
+        close(enc_status_w)
+        assert encrypting.stdout is not None
+        _widen(encrypting.stdout.fileno())
+        if direct is None:
+            opened.remove(feed_w)  # the feeder closes it
+            feeder = _Feeder(src, feed_w)
             feeder.thread.start()
-        plain = io.open(proc.stdout.fileno(), "rb", buffering=_PIPE_SIZE, closefd=False)  # noqa: SIM115
         sink = _Sink(out)
+        sealed = encrypting.stdout
+        # One buffer, reused: fresh reads of whatever size the pipe holds would fragment the heap.
+        view = memoryview(bytearray(_PIPE_SIZE))
         try:
-            pyrage.encrypt_io(plain, sink, targets)
-        except Exception as exc:
-            sealing = sink.failure or UsageError(f"The stream could not be sealed: {exc}")
-        finished = sealing is None
+            while count := sealed.readinto1(view):  # type: ignore[attr-defined]
+                sink.write(view[:count])  # type: ignore[arg-type]  # a view, see the docstring
+        except BaseException:
+            if sink.failure is not None:
+                raise sink.failure from None
+            raise
+        finished = True
     finally:
-        if not finished:
-            # Sealing stopped early: the helper may be blocked on a full pipe, so it is ended, not awaited.
-            proc.kill()
-        proc.stdout.close()
-        code = proc.wait()
+        for proc in procs:
+            if not finished:
+                # Sealing stopped early: a helper may be blocked on a full pipe, so it is ended, not awaited.
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        codes = [proc.wait() for proc in procs]
         if feeder is not None:
             feeder.thread.join()
-        with os.fdopen(status_r, "rb") as fh:
-            status = fh.read(4096).decode("ascii", "replace")
+        statuses = [_read_status(fd) for fd in (dec_status_r, enc_status_r)] if finished else []
+        for fd in opened:
+            if not finished or fd not in (dec_status_r, enc_status_r):
+                os.close(fd)
     if feeder is not None and feeder.failure is not None:
         raise feeder.failure
-    if sealing is not None:
-        raise sealing
     # A failed decryption ends the plaintext early, which looks like a short stream: never accept it.
-    return _verdict(status, code)
+    size, digest = _verdict(statuses[0], codes[0])
+    kind, _, rest = statuses[1].strip().partition(" ")
+    if kind != "ok" or codes[1] != 0:
+        raise UsageError(f"The stream could not be sealed: {rest[:200] or f'exit code {codes[1]}'}.")
+    return size, digest

@@ -11,8 +11,11 @@ jitter; a refusal the protocol calls permanent fails the transfer with the reaso
 from __future__ import annotations
 
 import gc
+import os
 import threading
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -28,6 +31,7 @@ log = structlog.get_logger("civicshare.delivery")
 
 WORKER = "delivery"
 MAX_BACKOFF = 300.0
+IN_FLIGHT = 2  # parts sent at once
 # Codes the protocol calls permanent: retrying cannot help (docs/protocol.md).
 PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manifest_refused", "not_found"})
 
@@ -156,6 +160,22 @@ class DeliveryWorker:
             raise _Refused(f"civicshare met an unexpected error ({type(exc).__name__}); it will try again.",
                            permanent=False, code="internal") from None
 
+    def _put_part(self, transfer: Transfer, client: Any, fd: int, n: int) -> None:
+        """Send part ``n`` of the sealed payload (read at its offset from ``fd``)."""
+        manifest, to = transfer.manifest, transfer.recipient
+        length = manifest.part_length(n)
+        data = os.pread(fd, length, n * manifest.part_size)
+        if len(data) != length:
+            raise _Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its manifest says; "
+                           "share the holding again.", permanent=True, code="payload_damaged")
+        _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}", content=data,
+                               content_type="application/octet-stream"), to, f"part {n}")
+        del data
+        # httpx's request and response objects form reference cycles that keep the part's bytes alive
+        # until the cyclic collector runs; collecting the young generations now (cheap) frees each part
+        # at once, so memory does not grow with the bytes sent.
+        gc.collect(1)
+
     def _exchange(self, transfer: Transfer, client: Any, progress: dict[str, int]) -> None:
         org, to = transfer.org_id, transfer.recipient
         manifest = transfer.manifest
@@ -177,27 +197,26 @@ class DeliveryWorker:
             received = set(have)
             acknowledged = sum(manifest.part_length(n) for n in received)
             self.outbox.progress(transfer, acknowledged, self.node.clock())
-            with payload.open("rb") as fh:
-                for n in range(manifest.part_count):
-                    if n in received:
-                        continue
-                    length = manifest.part_length(n)
-                    fh.seek(n * manifest.part_size)
-                    data = fh.read(length)
-                    if len(data) != length:
-                        raise _Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its "
-                                       "manifest says; share the holding again.", permanent=True,
-                                       code="payload_damaged")
-                    _answer(client.request(org, to, "PUT", f"{path}/parts/{n}", content=data,
-                                           content_type="application/octet-stream"), to, f"part {n}")
-                    del data
-                    # httpx's request and response objects form reference cycles that keep the part's
-                    # bytes alive until the cyclic collector runs; collecting the young generations now
-                    # (cheap) frees each part at once, so memory does not grow with the bytes sent.
-                    gc.collect(1)
-                    acknowledged += length
-                    progress["parts_sent"] += 1
-                    self.outbox.progress(transfer, acknowledged, self.node.clock())
+            missing = [n for n in range(manifest.part_count) if n not in received]
+            with payload.open("rb") as fh, ThreadPoolExecutor(IN_FLIGHT, "civicshare-part") as pool:
+                # Two parts in flight: one travels while the recipient checks and stores the other.
+                pending: deque[tuple[int, Future[None]]] = deque()
+                failure: BaseException | None = None
+                for n in missing:
+                    if failure is None:
+                        pending.append((n, pool.submit(self._put_part, transfer, client, fh.fileno(), n)))
+                    while pending and (len(pending) >= IN_FLIGHT or failure is not None or n == missing[-1]):
+                        done, future = pending.popleft()
+                        try:
+                            future.result()
+                        except BaseException as exc:  # noqa: BLE001 - the first failure is raised below
+                            failure = failure or exc
+                            continue
+                        acknowledged += manifest.part_length(done)
+                        progress["parts_sent"] += 1
+                        self.outbox.progress(transfer, acknowledged, self.node.clock())
+                if failure is not None:
+                    raise failure
             answer = _answer(client.request(org, to, "POST", f"{path}/commit"), to, "commit")
             receipt = answer.get("receipt")
             if answer.get("transfer") != transfer.id or not isinstance(receipt, dict):

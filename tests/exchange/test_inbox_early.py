@@ -1,0 +1,131 @@
+"""Opening a transfer while its parts still arrive, and checking a part by its verified digest."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+from starlette.requests import Request
+
+from civicshare.api.exchange import signed_sha256
+from civicshare.errors import Conflict, DigestMismatch
+from civicshare.exchange import inbox as inbox_module
+from civicshare.exchange.inbox import Inbox
+from civicshare.exchange.transfers import Transfer
+from civicshare.node import Node
+from tests.conftest import actor
+from tests.exchange.transfer_support import NORTH, SOUTH, document, entries, xnode
+
+__all__ = ["xnode"]  # fixture
+
+PART = 1024
+
+
+def _queued(node: Node) -> tuple[Transfer, bytes]:
+    transfer = node.exchange.outbox.share(actor(NORTH), document(node).id, SOUTH, part_size=PART)
+    return transfer, (node.layout.home / (transfer.payload or "")).read_bytes()
+
+
+def _part(payload: bytes, n: int) -> bytes:
+    return payload[n * PART:(n + 1) * PART]
+
+
+def _wait_idle(inbox: Inbox, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while inbox._early and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not inbox._early, "the early opening did not finish"
+
+
+def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node) -> None:
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode)
+    count = transfer.manifest.part_count
+    assert count >= 3
+    before = {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))}
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
+    assert inbox.open_early(SOUTH, NORTH, transfer.id)
+    assert not inbox.open_early(SOUTH, NORTH, transfer.id)  # one at a time per transfer
+    # The rest arrives out of order and late: the opening waits for each in turn.
+    for n in [*range(2, count), 1]:
+        time.sleep(0.05)
+        inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
+    _wait_idle(inbox)
+    assert inbox.status(SOUTH, NORTH, transfer.id)["state"] == "delivered"
+    answer = inbox.commit(SOUTH, NORTH, transfer.id)
+    assert answer["receipt"] == inbox.status(SOUTH, NORTH, transfer.id)["receipt"]
+    new = {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))} - before
+    assert new == {answer["receipt"]["body"]["holding"]}
+    assert not inbox.staging.folder(SOUTH, transfer.id).exists()
+    assert len(entries(xnode, SOUTH, "transfer.receive")) == 1
+
+
+def test_an_early_opening_that_waits_in_vain_leaves_nothing_and_the_commit_still_opens(
+        xnode: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inbox_module, "EARLY_OPEN_PATIENCE", 0.3)
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode)
+    count = transfer.manifest.part_count
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
+    before = {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))}
+    assert inbox.open_early(SOUTH, NORTH, transfer.id)
+    _wait_idle(inbox)
+    assert inbox.status(SOUTH, NORTH, transfer.id) == {
+        "version": 1, "transfer": transfer.id, "state": "receiving", "parts_received": [0], "receipt": None}
+    assert {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))} == before
+    blobs = list(xnode.layout.home.rglob("*.partial"))
+    assert blobs == []
+    for n in range(1, count):
+        inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
+    assert inbox.commit(SOUTH, NORTH, transfer.id)["receipt"]["body"]["holding"] not in before
+
+
+def test_a_commit_with_parts_missing_is_answered_at_once_while_an_early_opening_waits(xnode: Node) -> None:
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode)
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
+    inbox.open_early(SOUTH, NORTH, transfer.id)
+    time.sleep(0.1)  # the early opening holds the lock, waiting for part 1
+    started = time.monotonic()
+    with pytest.raises(Conflict, match="have not arrived"):
+        inbox.commit(SOUTH, NORTH, transfer.id)
+    assert time.monotonic() - started < 5
+    for n in range(1, transfer.manifest.part_count):
+        inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
+    # The commit waits for the early opening (the lock), then answers its receipt.
+    assert inbox.commit(SOUTH, NORTH, transfer.id)["transfer"] == transfer.id
+    _wait_idle(inbox)
+
+
+def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node) -> None:
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode)
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    part = _part(payload, 0)
+    # The digest decides: a digest of other bytes is refused even though the bytes are right...
+    with pytest.raises(DigestMismatch):
+        inbox.put_part(SOUTH, NORTH, transfer.id, 0, part, body_sha256=hashlib.sha256(b"other").digest())
+    # ... and the right one is accepted.
+    assert inbox.put_part(SOUTH, NORTH, transfer.id, 0, part, body_sha256=hashlib.sha256(part).digest())["stored"]
+
+
+def _request(*values: bytes) -> Request:
+    return Request({"type": "http", "method": "PUT", "path": "/", "headers": [(b"content-digest", v) for v in values]})
+
+
+def test_the_signed_sha256_is_read_from_content_digest() -> None:
+    import base64
+
+    digest = hashlib.sha256(b"body").digest()
+    field = b"sha-256=:" + base64.b64encode(digest) + b":"
+    assert signed_sha256(_request(field)) == digest
+    assert signed_sha256(_request(b"sha-512=:" + base64.b64encode(bytes(64)) + b":", field)) == digest
+    assert signed_sha256(_request(b"sha-512=:" + base64.b64encode(bytes(64)) + b":")) is None
+    assert signed_sha256(_request()) is None
+    assert signed_sha256(_request(field, field)) is None  # a duplicate member: hash the body instead
+    assert signed_sha256(_request(b"sha-256=:" + base64.b64encode(bytes(31)) + b":")) is None
+    assert signed_sha256(_request(b"not a dictionary ((")) is None
