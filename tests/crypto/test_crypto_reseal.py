@@ -15,7 +15,7 @@ import pyrage
 import pytest
 
 from civicshare.crypto import agepipe
-from civicshare.crypto.datakeys import reseal
+from civicshare.crypto.reseal import reseal
 from civicshare.errors import IntegrityError, NotForUs, UsageError
 
 SIZE = 3 * 1024 * 1024 + 777  # several age chunks and a ragged last one

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from civicshare.access import Actor
-from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, reseal, write_new_file
+from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, write_new_file
+from civicshare.crypto.reseal import reseal
 from civicshare.errors import IntegrityError, InvalidInput, NotForUs, Problem, UsageError
 from civicshare.exchange.fields import Digest, age_recipient_text
 from civicshare.exchange.manifest import (
