@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyrage
@@ -21,6 +21,7 @@ from civicshare.audit.note import parse_verifier_key
 from civicshare.canonical import canonical_json, parse_json
 from civicshare.config import check_org_id
 from civicshare.errors import InvalidInput, Problem, SecurityError, TooLarge, UsageError
+from civicshare.exchange.fields import doc_time, parse_time
 from civicshare.exchange.signed import (
     PUBLIC_KEY_SIZE,
     Signer,
@@ -39,17 +40,12 @@ MAX_ENDPOINT = 500
 # Clocks of two councils' servers disagree a little; a card "issued" further ahead than this is refused.
 CLOCK_SKEW = timedelta(minutes=5)
 KEY_PREFIX = "ed25519:"
-_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FIELDS = ("org_id", "name", "endpoint", "signing_key", "age_recipient", "audit_verifier_key", "issued",
            "valid_until")
 
 
-def card_time(moment: datetime) -> str:
-    """ISO 8601 in UTC to the second, with Z: the one spelling a card uses."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+card_time = doc_time  # the one spelling of times in signed documents
 
 
 def key_text(public_key: bytes) -> str:
@@ -109,8 +105,8 @@ class Card:
         signing_key = field("signing_key", parse_key_text)
         age_recipient = field("age_recipient", _age_recipient)
         verifier = field("audit_verifier_key", _verifier_key)
-        issued = field("issued", _time)
-        valid_until = field("valid_until", _time)
+        issued = field("issued", parse_time)
+        valid_until = field("valid_until", parse_time)
         if not problems:
             # The checkpoint key must be this organisation's, and the very key the card carries.
             if verifier[0] != origin_for(org_id) or verifier[1] != signing_key:
@@ -165,15 +161,6 @@ def _verifier_key(value: object) -> tuple[str, bytes]:
         return parse_verifier_key(value)
     except UsageError as exc:
         raise InvalidInput(exc.message) from None
-
-
-def _time(value: object) -> datetime:
-    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
-        raise InvalidInput("must be a UTC time such as 2026-11-01T09:30:00Z")
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not a real date and time") from None
 
 
 def make_card(card: Card, key_id_hint: str, sign: Signer) -> dict[str, Any]:

@@ -46,6 +46,13 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+def _document(text: str) -> dict[str, Any]:
+    """A signed document this node stored itself (after checking it), read back from the ledger."""
+    document = parse_json(text)
+    assert isinstance(document, dict)
+    return document
+
+
 @dataclass(frozen=True)
 class Transfer:
     """One row of the sender's ledger."""
@@ -80,9 +87,7 @@ class Transfer:
 
     @property
     def manifest_document(self) -> dict[str, Any]:
-        document = parse_json(self.manifest_text)
-        assert isinstance(document, dict)
-        return document
+        return _document(self.manifest_text)
 
     @property
     def manifest(self) -> Manifest:
@@ -91,11 +96,7 @@ class Transfer:
 
     @property
     def receipt(self) -> dict[str, Any] | None:
-        if self.receipt_text is None:
-            return None
-        document = parse_json(self.receipt_text)
-        assert isinstance(document, dict)
-        return document
+        return None if self.receipt_text is None else _document(self.receipt_text)
 
     def payload_path(self, home: Path) -> Path | None:
         return None if self.payload is None else home / self.payload
@@ -144,9 +145,7 @@ class InboundTransfer:
 
     @property
     def manifest_document(self) -> dict[str, Any]:
-        document = parse_json(self.manifest_text)
-        assert isinstance(document, dict)
-        return document
+        return _document(self.manifest_text)
 
     @property
     def manifest(self) -> Manifest:
@@ -155,11 +154,7 @@ class InboundTransfer:
 
     @property
     def receipt(self) -> dict[str, Any] | None:
-        if self.receipt_text is None:
-            return None
-        document = parse_json(self.receipt_text)
-        assert isinstance(document, dict)
-        return document
+        return None if self.receipt_text is None else _document(self.receipt_text)
 
     def to_json(self) -> dict[str, Any]:
         manifest = self.manifest
