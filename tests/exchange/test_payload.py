@@ -236,7 +236,7 @@ def test_dataset_rows_differing_from_the_manifest_are_refused(node: Node, tmp_pa
 
 
 MEMORY_SCRIPT = r"""
-import io, os, resource, sys, time
+import io, os, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
 from civicshare.access import Actor, Role
@@ -267,7 +267,8 @@ manifest = sealed.manifest(transfer="t_abcdefghijklmnop", sender="north-wold", r
 with open(sealed.path, "rb") as fh:
     received = open_payload(node, "south-fen", fh, manifest, actor_name="receiver")
 assert received.size == size == sealed.plaintext.size
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM, not ru_maxrss: ru_maxrss survives fork and exec, so it would report the test runner's own size.
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) // 1024)
 """
 
 
@@ -277,9 +278,7 @@ def test_sealing_and_opening_a_large_document_takes_constant_memory(tmp_path: Pa
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     peak_mib = int(done.stdout.strip().splitlines()[-1])
-    # Alone this measures about 105-130 MiB. Under the parallel suite it has reached 250-278 MiB, not yet
-    # explained; the bound is the node's memory budget (300 MiB), which a 256 MiB document must not break.
-    assert peak_mib < 300, f"peak RSS {peak_mib} MiB"
+    assert peak_mib < 200, f"peak RSS {peak_mib} MiB"
     print(json.dumps({"peak_rss_mib": peak_mib}))
 
 
