@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from civicshare.errors import DigestMismatch, SignatureRefused, UnknownSender
+from civicshare.exchange import httpsig
 from civicshare.exchange.httpsig import (
     MAX_SKEW,
     SignedRequest,
@@ -71,7 +72,7 @@ def test_known_answer_headers_and_round_trip() -> None:
             f'"@signature-params": ("@method" "@target-uri" "content-digest");created={created};'
             f'keyid="north-wold";alg="ed25519";nonce="{NONCE}";tag="civicshare"').encode()
     assert request.headers["signature"] == f"sig1=:{base64.b64encode(PRIVATE.sign(base)).decode()}:"
-    assert verify(request) == SignedRequest("north-wold", NONCE, T0)
+    assert verify(request) == SignedRequest("north-wold", NONCE, T0, hashlib.sha256(body).digest())
     assert claimed_sender(request.headers.multi_items()) == "north-wold"
 
 
@@ -176,6 +177,26 @@ def test_nonces_are_128_bits_of_base32() -> None:
 def test_any_body_round_trips_and_any_change_to_it_is_caught(body: bytes, path: str, method: str) -> None:
     url = "https://share.southfen.example/orgs/south-fen" + path
     request = signed(method, url, body)
-    assert verify(request) == SignedRequest("north-wold", NONCE, T0)
+    assert verify(request) == SignedRequest("north-wold", NONCE, T0, hashlib.sha256(body).digest())
     with pytest.raises(DigestMismatch):
         verify(request, body=body + b"\0")
+
+
+def test_the_verified_request_carries_the_bodys_sha256_from_its_signed_digest() -> None:
+    body = b"part bytes" * 1000
+    assert verify(signed(body=body)).body_sha256 == hashlib.sha256(body).digest()
+    assert verify(signed(body=b"")).body_sha256 == hashlib.sha256(b"").digest()
+
+
+def test_the_signed_sha256_member_is_read_strictly() -> None:
+    digest = hashlib.sha256(b"body").digest()
+    field = "sha-256=:" + base64.b64encode(digest).decode() + ":"
+    other = "sha-512=:" + base64.b64encode(bytes(64)).decode() + ":"
+    read = httpsig._signed_sha256
+    assert read({'"content-digest"': field}) == digest
+    assert read({'"content-digest"': other + ", " + field}) == digest
+    assert read({'"content-digest"': other}) is None
+    assert read({'"@method"': "PUT"}) is None
+    assert read({'"content-digest"': field + ", " + field}) is None  # a duplicate member: hash the body
+    assert read({'"content-digest"': "sha-256=:" + base64.b64encode(bytes(31)).decode() + ":"}) is None
+    assert read({'"content-digest"': "not a dictionary (("}) is None

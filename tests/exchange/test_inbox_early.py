@@ -6,9 +6,7 @@ import hashlib
 import time
 
 import pytest
-from starlette.requests import Request
 
-from civicshare.api.exchange import signed_sha256
 from civicshare.errors import Conflict, DigestMismatch
 from civicshare.exchange import inbox as inbox_module
 from civicshare.exchange.inbox import Inbox
@@ -111,21 +109,3 @@ def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node) -> 
         inbox.put_part(SOUTH, NORTH, transfer.id, 0, part, body_sha256=hashlib.sha256(b"other").digest())
     # ... and the right one is accepted.
     assert inbox.put_part(SOUTH, NORTH, transfer.id, 0, part, body_sha256=hashlib.sha256(part).digest())["stored"]
-
-
-def _request(*values: bytes) -> Request:
-    return Request({"type": "http", "method": "PUT", "path": "/", "headers": [(b"content-digest", v) for v in values]})
-
-
-def test_the_signed_sha256_is_read_from_content_digest() -> None:
-    import base64
-
-    digest = hashlib.sha256(b"body").digest()
-    field = b"sha-256=:" + base64.b64encode(digest) + b":"
-    assert signed_sha256(_request(field)) == digest
-    assert signed_sha256(_request(b"sha-512=:" + base64.b64encode(bytes(64)) + b":", field)) == digest
-    assert signed_sha256(_request(b"sha-512=:" + base64.b64encode(bytes(64)) + b":")) is None
-    assert signed_sha256(_request()) is None
-    assert signed_sha256(_request(field, field)) is None  # a duplicate member: hash the body instead
-    assert signed_sha256(_request(b"sha-256=:" + base64.b64encode(bytes(31)) + b":")) is None
-    assert signed_sha256(_request(b"not a dictionary ((")) is None

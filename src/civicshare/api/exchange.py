@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import http_sf
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +16,6 @@ from civicshare.api.gate import read_signed
 from civicshare.exchange.manifest import MAX_MANIFEST_BYTES, MAX_PART_SIZE
 
 router = APIRouter(tags=["exchange"])
-SHA256_BYTES = 32
 
 _BINARY = {"requestBody": {"required": True, "description": "The bytes of the part (ciphertext).",
                            "content": {"application/octet-stream": {"schema": {"type": "string",
@@ -46,29 +44,11 @@ async def put_part(org_id: str, transfer_id: str, n: int, request: Request, node
     body, signed = await read_signed(node, request, org_id, MAX_PART_SIZE, "A part")
     inbox = node.exchange.inbox
     answer = await run_in_threadpool(inbox.put_part, org_id, signed.sender, transfer_id, n, body,
-                                     body_sha256=signed_sha256(request))
+                                     body_sha256=signed.body_sha256)
     # Decrypt and re-seal while the rest arrives (one opening per transfer at a time; after a resume
     # or a pause, the next part starts it again); the commit then finds the work done.
     inbox.open_early(org_id, signed.sender, transfer_id)
     return answer
-
-
-def signed_sha256(request: Request) -> bytes | None:
-    """The body's SHA-256 from its Content-Digest, once the gate has verified it (it checks every
-    member against the body), so the part need not be hashed twice; None if it carries no sha-256."""
-    value = ", ".join(request.headers.getlist("content-digest"))
-
-    def duplicate(_name: str, _context: str) -> None:
-        raise ValueError("duplicate member")
-
-    try:
-        members = http_sf.parse(value.encode("latin-1"), tltype="dictionary", on_duplicate_key=duplicate)
-    except (ValueError, TypeError, UnicodeEncodeError):
-        return None
-    member = members.get("sha-256") if isinstance(members, dict) else None
-    if isinstance(member, tuple) and isinstance(member[0], bytes) and len(member[0]) == SHA256_BYTES:
-        return member[0]
-    return None
 
 
 @router.post("/orgs/{org_id}/transfers/{transfer_id}/commit")

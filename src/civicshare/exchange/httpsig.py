@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ SIGNATURE_TAG = "civicshare"
 SIGNATURE_LABEL = "sig1"
 ALGORITHM_ID = "ed25519"
 COVERED = ("@method", "@target-uri", "content-digest")
+SHA256_BYTES = 32
 MAX_SKEW = timedelta(minutes=5)
 NONCE_TTL = timedelta(minutes=10)
 NONCE_BYTES = 16
@@ -59,6 +60,9 @@ class SignedRequest:
     sender: str
     nonce: str
     created: datetime
+    # The SHA-256 of the body, from the signed Content-Digest the gate checked it against, so a receiver
+    # need not hash a large body again; None if the digest carries no sha-256 member.
+    body_sha256: bytes | None = None
 
 
 def new_nonce(rng: Rng) -> str:
@@ -256,7 +260,26 @@ def verify_request(*, method: str, url: str, headers: Iterable[tuple[str, str]],
     params = result.parameters
     keyid, nonce, created = params["keyid"], params["nonce"], params["created"]
     assert isinstance(keyid, str) and isinstance(nonce, str) and isinstance(created, int)
-    return SignedRequest(keyid, nonce, datetime.fromtimestamp(created, tz=UTC))
+    return SignedRequest(keyid, nonce, datetime.fromtimestamp(created, tz=UTC),
+                         _signed_sha256(result.covered_components))
+
+
+def _signed_sha256(covered: Mapping[str, str]) -> bytes | None:
+    """The sha-256 member of the signed Content-Digest (already checked against the body), if any."""
+    value = next((v for k, v in covered.items() if k.strip('"') == "content-digest"), None)
+    if value is None:
+        return None
+    def duplicate(_name: str, _context: str) -> None:
+        raise ValueError("duplicate member")
+
+    try:
+        members = http_sf.parse(value.encode("latin-1"), tltype="dictionary", on_duplicate_key=duplicate)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return None  # the caller hashes the body itself
+    member = members.get("sha-256") if isinstance(members, dict) else None
+    if isinstance(member, tuple) and isinstance(member[0], bytes) and len(member[0]) == SHA256_BYTES:
+        return member[0]
+    return None
 
 
 def _detail(exc: Exception) -> str:
