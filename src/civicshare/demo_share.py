@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -48,17 +47,10 @@ def _pin(node_from: Node, org: str, node_to: Node, partner: str) -> None:
 
 
 def _wait_delivered(node: Node, actor: Actor, transfer_id: str) -> Transfer:
-    deadline = time.monotonic() + DELIVERY_SECONDS
-    while True:
-        transfer = node.exchange.transfer(actor, transfer_id)
-        if transfer.state == "delivered":
-            return transfer
-        if transfer.state == "failed":
-            raise DemoFailed(f"Transfer {transfer_id} failed: {transfer.failed_reason}")
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"Transfer {transfer_id} was not delivered within {DELIVERY_SECONDS:.0f} s "
-                             f"(state {transfer.state}, last error: {transfer.last_error}).")
-        time.sleep(0.2)
+    transfer = node.exchange.wait(actor, transfer_id, timeout=DELIVERY_SECONDS, poll=0.2)
+    if transfer.state == "failed":
+        raise DemoFailed(f"Transfer {transfer_id} failed: {transfer.failed_reason}")
+    return transfer
 
 
 def _sha256_export(node: Node, actor: Actor, holding_id: str, fmt: str | None) -> str:

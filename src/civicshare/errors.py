@@ -228,3 +228,10 @@ class Unreachable(CivicshareError):
 
     code = "unreachable"
     http_status = 502
+
+
+class StillPending(CivicshareError):
+    """Waiting for a transfer ended before it was delivered or failed; it is still being delivered."""
+
+    code = "still_pending"
+    http_status = 504

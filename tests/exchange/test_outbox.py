@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from civicshare.access import Actor, Role
 from civicshare.db import tables as t
-from civicshare.errors import NotFound, PermissionDenied, UnknownSender
+from civicshare.errors import NotFound, PermissionDenied, StillPending, UnknownSender
 from civicshare.exchange.inbox import Inbox
 from civicshare.exchange.manifest import manifest_sha256
 from civicshare.exchange.receipt import check_receipt, parse_receipt
@@ -142,6 +142,18 @@ def test_a_permanent_refusal_fails_the_transfer(xnode: Node, transport: httpx.Ba
     assert entries(xnode, NORTH, "transfer.failed")[-1].object == transfer.id
     assert entries(xnode, SOUTH, "exchange.refused")[-1].details["code"] == "unknown_sender"
     assert xnode.exchange.worker(transport=transport).run_once(recover=True) == {}
+
+
+def test_waiting_follows_the_ledger_until_a_final_state_or_the_timeout(
+        xnode: Node, transport: httpx.BaseTransport) -> None:
+    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH)
+    seen: list[str] = []
+    with pytest.raises(StillPending, match="still queued"):
+        xnode.exchange.wait(actor(NORTH), transfer.id, timeout=0, on_change=lambda t: seen.append(t.state))
+    assert seen == ["queued"]
+    xnode.exchange.worker(transport=transport).run_once()
+    done = xnode.exchange.wait(actor(NORTH), transfer.id, timeout=0, on_change=lambda t: seen.append(t.state))
+    assert done.state == "delivered" and seen == ["queued", "delivered"]
 
 
 def test_only_missing_parts_are_sent(xnode: Node, transport: httpx.BaseTransport) -> None:

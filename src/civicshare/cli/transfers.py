@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,6 @@ from civicshare.exchange.transfers import DELIVERED, FAILED, Transfer
 
 transfers_app = typer.Typer(help="The ledger of transfers this organisation sent.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-POLL = 0.5
 
 
 def register(app: typer.Typer) -> None:
@@ -66,35 +64,13 @@ def share(
             else:
                 out.print(transfer.id, markup=False)
         if wait:
-            transfer = _wait(node, actor, transfer, timeout)
+            transfer = node.exchange.wait(actor, transfer.id, timeout=timeout,
+                                          on_change=lambda t: err.print(_progress(t), markup=False))
         if json_out:
             print_json(transfer.to_json())
         if transfer.state == FAILED:
             err.print(f"civicshare: transfer {transfer.id} failed: {transfer.failed_reason}", markup=False)
             raise typer.Exit(1)
-
-
-def _wait(node: object, actor: object, transfer: Transfer, timeout: float) -> Transfer:
-    """Poll the ledger until the transfer is delivered or failed; progress lines go to stderr."""
-    from civicshare.node import Node
-
-    assert isinstance(node, Node)
-    deadline = time.monotonic() + timeout
-    shown = ""
-    while True:
-        transfer = node.transfer(actor, transfer.id)  # type: ignore[arg-type]
-        line = _progress(transfer)
-        if line != shown:
-            err.print(line, markup=False)
-            shown = line
-        if transfer.state in (DELIVERED, FAILED):
-            return transfer
-        if time.monotonic() >= deadline:
-            err.print(f"civicshare: gave up waiting after {timeout:g} seconds; transfer {transfer.id} is still "
-                      f"{transfer.state} and 'civicshare serve' goes on delivering it. Follow it with "
-                      f"'civicshare transfers show {transfer.id}'.", markup=False)
-            raise typer.Exit(1)
-        time.sleep(POLL)
 
 
 @transfers_app.command("list")

@@ -9,6 +9,8 @@ The database rows are the truth on both sides, so every step can be repeated aft
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from civicshare.access import Actor
 from civicshare.canonical import parse_json
 from civicshare.clock import iso, utc
+from civicshare.errors import StillPending
 from civicshare.exchange.manifest import Manifest, manifest_sha256, peek_manifest
 
 if TYPE_CHECKING:
@@ -188,6 +191,30 @@ class Exchange:
 
     def transfer(self, actor: Actor, transfer_id: str) -> Transfer:
         return self.outbox.get(actor, transfer_id)
+
+    def wait(self, actor: Actor, transfer_id: str, *, timeout: float,
+             on_change: Callable[[Transfer], None] | None = None, poll: float = 0.5) -> Transfer:
+        """Follow the ledger until the transfer is delivered or failed (delivery runs in ``serve``).
+
+        ``on_change`` sees the transfer whenever its state, bytes, attempts or last error change.
+        StillPending once ``timeout`` seconds have passed; the transfer itself goes on.
+        """
+        deadline = time.monotonic() + timeout
+        seen: tuple[Any, ...] | None = None
+        while True:
+            transfer = self.transfer(actor, transfer_id)
+            now = (transfer.state, transfer.bytes_sent, transfer.attempts, transfer.last_error)
+            if on_change is not None and now != seen:
+                on_change(transfer)
+            seen = now
+            if transfer.state in (DELIVERED, FAILED):
+                return transfer
+            if time.monotonic() >= deadline:
+                raise StillPending(
+                    f"Transfer {transfer_id} is still {transfer.state}: gave up waiting after {timeout:g} seconds. "
+                    f"'civicshare serve' goes on delivering it; follow it with 'civicshare transfers show "
+                    f"{transfer_id}'.")
+            time.sleep(poll)
 
     def inbound(self, actor: Actor) -> list[InboundTransfer]:
         return self.inbox.entries(actor)
