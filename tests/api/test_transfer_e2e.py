@@ -7,16 +7,10 @@ councils pin each other's cards, then `civicshare share --wait` runs while both 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
-
 from civicshare.node import Node
-from tests.api.conftest import Server, _free_port
+from tests.api.conftest import Server, free_port, start_home
 from tests.cli.conftest import Cli
 from tests.conftest import PASSPHRASE
 
@@ -32,25 +26,12 @@ def _home(tmp_path: Path, name: str, org: str, port: int, db_url: str | None = N
     return cli
 
 
-def _serve(cli: Cli, port: int, log: Path) -> Server:
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "civicshare", "serve", "--port", str(port),
-                                 "--deliver-every", "0.2", "--retry-base", "0.2"], env=cli.env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(proc, f"http://127.0.0.1:{port}", cli.home, log.parent, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{server.base_url}/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    server.stop()
-    pytest.fail(f"the server did not start:\n{log.read_text(errors='replace')}")
+def _serve(cli: Cli, port: int, tmpdir: Path) -> Server:
+    return start_home(cli.home, tmpdir, port, "--deliver-every", "0.2", "--retry-base", "0.2")
 
 
 def test_two_nodes_share_a_dataset_and_a_document(tmp_path: Path, db_url: str | None) -> None:
-    port_a, port_b = _free_port(), _free_port()
+    port_a, port_b = free_port(), free_port()
     a = _home(tmp_path, "a", "north-wold", port_a, db_url)
     b = _home(tmp_path, "b", "south-fen", port_b)
     for giver, taker, name in ((a, b, "a.card"), (b, a, "b.card")):
@@ -64,7 +45,7 @@ def test_two_nodes_share_a_dataset_and_a_document(tmp_path: Path, db_url: str | 
     assert rows.code == doc.code == 0, (rows.err, doc.err)
     dataset_id, document_id = rows.json()["id"], doc.json()["id"]
 
-    servers = [_serve(a, port_a, tmp_path / "server-a.log"), _serve(b, port_b, tmp_path / "server-b.log")]
+    servers = [_serve(a, port_a, tmp_path / "server-a-tmp"), _serve(b, port_b, tmp_path / "server-b-tmp")]
     try:
         sent = {}
         for holding in (dataset_id, document_id):
