@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from civicshare.canonical import canonical_json, parse_json
-from civicshare.crypto.atomicfile import fsync_dir, open_private
+from civicshare.crypto.atomicfile import open_private
+from civicshare.crypto.datakeys import Sink, write_new_file
 from civicshare.errors import Conflict, InvalidInput, NotFound, TooLarge
 from civicshare.exchange.fields import read_document
 from civicshare.exchange.manifest import MANIFEST, MAX_MANIFEST_BYTES
@@ -51,25 +52,15 @@ def write_package(dest: Path, manifest_document: dict[str, Any], payload: Path) 
     if size > MAX_PAYLOAD_BYTES:
         raise TooLarge(f"The payload is {size:,} bytes; an offline package holds at most {MAX_PAYLOAD_BYTES:,}. "
                        "Send it over the network instead.")
-    partial = dest.with_name(dest.name + ".partial")
-    fd = open_private(partial)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                tar.addfile(_member(MANIFEST_MEMBER, len(manifest)), BytesIO(manifest))
-                with open(payload, "rb") as body:
-                    tar.addfile(_member(PAYLOAD_MEMBER, size), body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(partial, dest)
-        except FileExistsError:
-            raise Conflict(f"{dest} already exists; it was not overwritten.") from None
-        os.unlink(partial)
-        fsync_dir(dest.parent)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+
+    def produce(sink: Sink) -> None:
+        # A stream ("w|") needs only write(): the package goes straight through the atomic writer.
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[call-overload]
+            tar.addfile(_member(MANIFEST_MEMBER, len(manifest)), BytesIO(manifest))
+            with open(payload, "rb") as body:
+                tar.addfile(_member(PAYLOAD_MEMBER, size), body)
+
+    write_new_file(dest, produce)
 
 
 def _refuse(src: Path, message: str) -> InvalidInput:
