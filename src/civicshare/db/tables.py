@@ -69,6 +69,7 @@ holdings = Table(
     Column("created_by", String(200), nullable=False),
     Column("shredded_at", DateTime(timezone=True)),
     Column("shredded_by", String(200)),
+    Column("classification", String(30), nullable=False, server_default="OFFICIAL"),
     Index("ix_holdings_org", "org_id"),
 )
 
@@ -222,6 +223,11 @@ transfers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True)),
     Column("receipt", Text),
+    Column("agreement_version", Integer),
+    Column("agreement_hash", String(64)),
+    Column("deletion_due_at", DateTime(timezone=True)),
+    Column("deletion_certificate", Text),
+    Column("deletion_verified_at", DateTime(timezone=True)),
     Index("ix_transfers_org_state", "org_id", "state"),
 )
 
@@ -241,6 +247,13 @@ inbound = Table(
     Column("refused_reason", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    Column("agreement_id", String(64)),
+    Column("agreement_version", Integer),
+    Column("agreement_hash", String(64)),
+    Column("retain_until", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("deletion_reason", Text),
+    Column("certificate", Text),
 )
 
 # Checkpoints of other organisations' audit logs that this organisation has seen and keeps (witnessing).
@@ -274,7 +287,48 @@ agreements = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("proposed_by", String(63)),
+    Column("proposed_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(263)),
+    Column("revoked_reason", Text),
+    Column("revocation", Text),
     UniqueConstraint("org_id", "hash", name="uq_agreements_org_hash"),
     Index("ix_agreements_org_content", "org_id", "content_hash"),
     Index("ix_agreements_org_state", "org_id", "state"),
+)
+
+# Each party's signature over an agreement's hash, kept as the signed document the party sent.
+agreement_signatures = Table(
+    "agreement_signatures",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("agreement_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("party", String(63), primary_key=True),
+    Column("hash", String(64), nullable=False),
+    Column("signed_by", String(200), nullable=False),
+    Column("signed_at", DateTime(timezone=True), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Signed documents waiting to reach a partner (proposals, signatures, revocations, deletion certificates).
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("recipient", String(63), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("subject", String(100), nullable=False),
+    Column("path", String(300), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_notices_state", "state", "next_attempt_at"),
 )
