@@ -9,9 +9,9 @@ each:
   on the node's own server stack (benchmarks/sink.py: FastAPI + uvicorn, the body streamed to a file),
   and ``age -d -i IDENTITY`` decrypts it; the decrypted copy is checked by sha256 (untimed);
 * ``share``: two real nodes (``civicshare serve``, each its own process, SQLite homes); the file is
-  imported at the sender once (untimed), then ``civicshare share HOLDING --to ORG --wait`` runs end to
-  end until the transfer is delivered (receipt verified); the recipient's copy is exported and checked
-  by sha256 (untimed).
+  imported at the sender and the two sign a data sharing agreement for it once (untimed), then
+  ``civicshare share HOLDING --to ORG --agreement AID --wait`` runs end to end until the transfer is
+  delivered (receipt verified); the recipient's copy is exported and checked by sha256 (untimed).
 
 Prints one table: median seconds, throughput in MB/s, the ratio node/baseline (target >= 0.75), and the
 peak RSS (VmHWM) of each process (target < 300 MiB for each node), as PASS/FAIL. Exits 1 if a
@@ -38,7 +38,7 @@ import httpx
 # The node helpers live with the tests; the benchmark drives nodes exactly as they do.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.nodes import NodeHome, exchange_cards, free_port, random_file, sha256_file  # noqa: E402
+from tests.support.nodes import NodeHome, agree, exchange_cards, free_port, random_file, sha256_file  # noqa: E402
 
 RATIO_TARGET = 0.75
 PEAK_TARGET_MIB = 300
@@ -46,6 +46,8 @@ AGE = shutil.which("age") or "/usr/bin/age"
 AGE_KEYGEN = shutil.which("age-keygen") or "/usr/bin/age-keygen"
 CURL = shutil.which("curl") or "/usr/bin/curl"
 SENDER, RECIPIENT = "bench-north", "bench-south"
+# What ``import --document`` records for the generated .bin file; the agreement allows exactly that.
+MEDIA_TYPE = "application/octet-stream"
 
 
 @dataclass
@@ -166,11 +168,12 @@ def node_share(source: Path, work: Path, runs: int, expected: str) -> tuple[Runs
         options = serve_options()
         north.start(*options)
         south.start(*options)
+        agreement = agree(north, south, documents=True, media_types=[MEDIA_TYPE])
         result = Runs()
         for i in range(runs):
             wall = datetime.now(UTC)
             started = time.perf_counter()
-            answer = north.share(holding, RECIPIENT, wait=True, timeout=1800)
+            answer = north.share(holding, RECIPIENT, agreement=agreement, wait=True, timeout=1800)
             seconds = time.perf_counter() - started
             transfer = transfer_id(answer)
             # The ledger's timestamps (whole seconds) split the time: sealing in the share command

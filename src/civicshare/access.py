@@ -31,9 +31,11 @@ class Permission(StrEnum):
     TRANSFERS_READ = "transfers.read"
     AGREEMENTS_READ = "agreements.read"
     AGREEMENTS_MANAGE = "agreements.manage"
+    AGREEMENTS_SIGN = "agreements.sign"
 
 
-_ALL = frozenset(Permission)
+# Signing an agreement for the organisation is the data protection officer's alone, not an administrator's.
+_ALL = frozenset(Permission) - {Permission.AGREEMENTS_SIGN}
 _WORK = frozenset({Permission.HOLDINGS_READ, Permission.HOLDINGS_IMPORT, Permission.HOLDINGS_EXPORT})
 # Data protection officers and records managers keep the register of data sharing agreements.
 _AGREEMENTS = frozenset({Permission.AGREEMENTS_READ, Permission.AGREEMENTS_MANAGE})
@@ -43,7 +45,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: _ALL,
     # A data protection officer answers erasure requests and oversees key custody.
     Role.DPO: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
-                       Permission.PARTNERS_READ, Permission.TRANSFERS_READ} | _AGREEMENTS,
+                       Permission.PARTNERS_READ, Permission.TRANSFERS_READ, Permission.AGREEMENTS_SIGN} | _AGREEMENTS,
     # A records manager sends holdings to partners; the ledger of what was sent is theirs to read.
     Role.RECORDS_MANAGER: _WORK | {Permission.HOLDINGS_SHRED, Permission.KEYS_READ, Permission.AUDIT_READ,
                                    Permission.PARTNERS_READ, Permission.TRANSFERS_SHARE,

@@ -1,4 +1,5 @@
-"""The scripted scenario behind ``civicshare demo``: three councils on two nodes, keys, holdings, sharing.
+"""The scripted scenario behind ``civicshare demo``: three councils on two nodes, keys, holdings, agreements,
+sharing.
 
 Every step goes through the same ``Node`` the CLI and the API use, and every check raises on
 failure, so a demo that prints its summary has shown each promise holding.
@@ -128,7 +129,7 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
             "home": "(removed)", "organisations": [o.id for o in node.organisations()],
             "dataset": {"id": dataset.id, "rows": dataset.rows, "columns": len(RESIDENT_COLUMNS)},
             "document": {"id": document.id, "shredded": True},
-            "transfers": shared.transfers,
+            "agreements": shared.agreements, "transfers": shared.transfers, "refusals": shared.refusals,
             "keys": len(node.key_register(admin)), "kek_rotated_to": new_kek,
             "audit": {"entries": signed.size, "root_hash": base64.b64encode(signed.root_hash).decode()},
             "checks": checks,

@@ -43,7 +43,7 @@ def serving(home: Path, port: int, passphrase: str) -> Iterator[subprocess.Popen
     # Our own interpreter and fixed arguments: nothing here comes from outside.
     proc = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "civicshare", "--home", str(home), "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--deliver-every", "0.5"],
+         "--port", str(port), "--deliver-every", "0.5", "--retention-every", "1"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_healthy(proc, port, home)

@@ -235,3 +235,24 @@ class StillPending(CivicshareError):
 
     code = "still_pending"
     http_status = 504
+
+
+class AgreementRefused(SecurityError):
+    """A data sharing agreement does not allow this share, arrival or use of a holding.
+
+    ``rule`` is what the agreement requires and ``reason`` why it is not met, both in plain words
+    ("Data moves only under an active agreement", "agreement DSA-2026-0001 ended on 2026-03-31").
+    """
+
+    code = "agreement_refused"
+    http_status = 403
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(f"{rule}: {reason.rstrip('.')}.")
+        self.rule = rule
+        self.reason = reason
+
+    def to_json(self) -> dict[str, Any]:
+        body = super().to_json()
+        body["error"].update(rule=self.rule, reason=self.reason)
+        return body

@@ -14,7 +14,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor, Permission, Role
+from civicshare.agreements.guard import AgreementGuard
+from civicshare.agreements.lifecycle import AgreementLifecycle
 from civicshare.agreements.register import AgreementRegister
+from civicshare.agreements.retention import Retention
 from civicshare.audit import AuditEntry, AuditLog, VerifyReport, verify_log
 from civicshare.audit.log import SignedCheckpoint
 from civicshare.audit.witness import WitnessBook, read_checkpoint
@@ -33,10 +36,12 @@ from civicshare.errors import (
     UsageError,
 )
 from civicshare.exchange import witnessing
+from civicshare.exchange.deletion import DELETION_CERTIFICATE
 from civicshare.exchange.directory import DirectoryOperator
 from civicshare.exchange.federation import Federation
 from civicshare.exchange.gate import Gate
 from civicshare.exchange.nonces import NonceBook
+from civicshare.exchange.notices import NoticeOutbox
 from civicshare.exchange.partners import PartnerBook
 from civicshare.exchange.transfers import Exchange
 from civicshare.exchange.trust import Trust
@@ -88,6 +93,12 @@ class Node(ExchangeUseCases, AgreementUseCases):
         self.witnesses = WitnessBook(db.engine, self.audit, clock)
         self.exchange = Exchange(self)
         self.agreement_register = AgreementRegister(db.engine, self.audit, clock, rng)
+        self.notices = NoticeOutbox(db.engine, self.audit, clock, rng, hosted=self.hosts, trusts=self.reaches)
+        self.agreement_lifecycle = AgreementLifecycle(self)
+        self.agreement_guard = AgreementGuard(self)
+        self.holdings.check_access = self.agreement_guard.check_access
+        self.retention = Retention(self)
+        self.notices.local[DELETION_CERTIFICATE] = self.retention.accept_local
 
     # Opening and creating ----------------------------------------------------------------------
 

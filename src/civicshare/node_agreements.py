@@ -1,4 +1,4 @@
-"""The Node's use cases for data sharing agreements: the template, the register.
+"""The Node's use cases for data sharing agreements: the template, the register, the lifecycle.
 
 A mixin of ``Node``; every method is a thin entry point into the agreements package, which holds the
 rules.
@@ -7,20 +7,28 @@ rules.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from civicshare.access import Actor, Permission
+from civicshare.access import ROLE_WORDS, Actor, Permission, Role
 from civicshare.agreements.register import AgreementRecord
 from civicshare.agreements.template import render_template
+from civicshare.audit.entry import REFUSED
 from civicshare.config import check_org_id
-from civicshare.errors import CivicshareError, UsageError
+from civicshare.errors import CivicshareError, PermissionDenied, UsageError
+from civicshare.exchange.notices import Notice
 
 if TYPE_CHECKING:
+    from civicshare.agreements.lifecycle import AgreementLifecycle
     from civicshare.agreements.register import AgreementRegister
+    from civicshare.audit.log import AuditLog
     from civicshare.clock import Clock
+    from civicshare.exchange.client import PartnerClient
+    from civicshare.exchange.notices import NoticeOutbox
     from civicshare.exchange.partners import PartnerBook
+    from civicshare.exchange.trust import Trust
     from civicshare.holdings.store import HoldingStore
     from civicshare.node import Organisation
+    from civicshare.users import Users
 
 
 class AgreementUseCases:
@@ -29,8 +37,16 @@ class AgreementUseCases:
     agreement_register: AgreementRegister
     holdings: HoldingStore
     partner_book: PartnerBook
+    audit: AuditLog
+    trust: Trust
+    users: Users
+    notices: NoticeOutbox
+    agreement_lifecycle: AgreementLifecycle
 
     def organisations(self) -> list[Organisation]:
+        raise NotImplementedError
+
+    def partner_client(self, **kwargs: Any) -> PartnerClient:
         raise NotImplementedError
 
     def agreement_template(self, actor: Actor, provider: str, recipient: str, *, dataset: str | None = None,
@@ -75,3 +91,65 @@ class AgreementUseCases:
 
     def agreements_csv(self, actor: Actor) -> str:
         return self.agreement_register.csv(actor)
+
+    # The lifecycle -----------------------------------------------------------------------------
+
+    def propose_agreement(self, actor: Actor, agreement_id: str, version: int | None = None) -> AgreementRecord:
+        """Send a draft to every other party (draft -> proposed)."""
+        return self.agreement_lifecycle.propose(actor, agreement_id, version)
+
+    def sign_agreement(self, actor: Actor, agreement_id: str, version: int | None = None, *,
+                       operator: str | None = None) -> AgreementRecord:
+        """Sign a proposed agreement for the actor's organisation; only a data protection officer may."""
+        return self.agreement_lifecycle.sign(actor, agreement_id, version, operator=operator)
+
+    def revoke_agreement(self, actor: Actor, agreement_id: str, reason: str,
+                         version: int | None = None) -> AgreementRecord:
+        """End an agreement for every party, with the reason."""
+        return self.agreement_lifecycle.revoke(actor, agreement_id, reason, version)
+
+    def agreement_notices(self, actor: Actor, agreement_id: str | None = None) -> list[Notice]:
+        """The lifecycle notices of the organisation not yet delivered (of one agreement, if given)."""
+        actor.require(Permission.AGREEMENTS_READ, "see data sharing agreements")
+        waiting = self.notices.list(actor.org_id, pending_only=True)
+        if agreement_id is None:
+            return waiting
+        return [n for n in waiting if n.subject.split(" ")[0] == agreement_id]
+
+    def dpo_actor(self, org_id: str, name: str, *, operator: str) -> Actor:
+        """The data protection officer ``name`` of ``org_id``, for whom the node's operator acts at the shell.
+
+        PermissionDenied (audited, naming both) when there is no such user or the user is not a dpo.
+        """
+        user = next((u for u in self.users.list(org_id) if u.name == name), None)
+        if user is not None and user.role == Role.DPO:
+            return Actor(org_id, user.name, Role.DPO)
+        why = (f"{name} is {ROLE_WORDS[user.role]}, not a data protection officer" if user is not None
+               else f"{org_id} has no user called {name!r}")
+        exc = PermissionDenied(f"{why}; only a user with the dpo role signs agreements for {org_id} (add one with "
+                               "'civicshare user add NAME --role dpo').")
+        self.audit.append(org_id, operator, "agreement.sign", None, REFUSED, {
+            "as": name, "code": exc.code, "reason": exc.message})
+        raise exc
+
+    def hosts(self, org_id: str) -> bool:
+        """Whether ``org_id`` is an organisation on this node."""
+        return any(o.id == org_id for o in self.organisations())
+
+    def reaches(self, org_id: str, partner_id: str) -> bool:
+        """Whether ``org_id`` trusts ``partner_id`` and can reach its endpoint over the exchange."""
+        try:
+            return bool(self.trust.partner(org_id, partner_id).endpoint)
+        except CivicshareError:
+            return False
+
+    def send_notices(self, org_id: str | None = None, **client_options: Any) -> int:
+        """Send the due notices now (of ``org_id``, or all); returns how many arrived. Never raises for a
+        partner that cannot be reached: those stay queued for ``serve``."""
+        if not self.notices.has_due(org_id):
+            return 0
+        client = self.partner_client(**{"timeout": 20.0, **client_options})
+        try:
+            return self.notices.send_due(client, org_id=org_id)
+        finally:
+            client.close()

@@ -1,111 +1,131 @@
-"""Black-box: two real nodes on loopback share a dataset and a document over the network.
+"""Black-box: two real nodes on loopback share a dataset and a document over the network, under agreements.
 
 Node A hosts north-wold (on each backend in turn), node B hosts south-fen (SQLite). Each home is
 created with its own --url, so its card names the endpoint its `civicshare serve` listens on; the
-councils pin each other's cards, then `civicshare share --wait` runs while both servers deliver.
+councils pin each other's cards and sign two data sharing agreements through the CLI (``agree``):
+two fields of the dataset, and PDF documents. Shares outside them are refused with the reason; the
+shares under them run with `civicshare share --wait` while both servers deliver, and the dataset
+arrives with the agreed fields only. Revoking an agreement stops the next share under it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from pathlib import Path
 
-from civicshare.node import Node
-from tests.api.conftest import Server, free_port, start_home
-from tests.cli.conftest import Cli
-from tests.conftest import PASSPHRASE
+import pytest
 
+from civicshare.access import Actor
+from civicshare.node import Node
+from tests.support.nodes import PASSPHRASE, NodeHome, agree, exchange_cards
+
+SERVE = ("--deliver-every", "0.2", "--retry-base", "0.2")
 CSV = "surname,first_name,postcode\nAbbott,Ann,NW1 1AA\nBrown,Bo,NW2 2BB\nČapek,Karel,NW3 3CC\n"
+AGREED = ["surname", "postcode"]
 DOCUMENT = b"%PDF-1.4 not really a pdf\n" + bytes(range(256)) * 64
 
 
-def _home(tmp_path: Path, name: str, org: str, port: int, db_url: str | None = None) -> Cli:
-    cli = Cli(tmp_path / name, tmp_path / f"{name}-tmp")
-    args = ["init", "--org", org, "--name", f"{org} council", "--url", f"http://127.0.0.1:{port}"]
-    result = cli(*args, *(["--db", db_url] if db_url else []))
-    assert result.code == 0, result.err
-    return cli
+@pytest.fixture
+def pair(tmp_path: Path, db_url: str | None) -> Iterator[tuple[NodeHome, NodeHome]]:
+    north = NodeHome.create(tmp_path / "a", "north-wold", "North Wold District Council", db_url=db_url)
+    south = NodeHome.create(tmp_path / "b", "south-fen", "South Fen Borough Council")
+    try:
+        exchange_cards(north, south)
+        north.start(*SERVE)
+        south.start(*SERVE)
+        yield north, south
+    finally:
+        north.close()
+        south.close()
 
 
-def _serve(cli: Cli, port: int, tmpdir: Path) -> Server:
-    return start_home(cli.home, tmpdir, port, "--deliver-every", "0.2", "--retry-base", "0.2")
+def _refused(node: NodeHome, *args: str) -> str:
+    """A command that must be refused (exit 1, one plain line); returns that line."""
+    result = node.run(*args, check=False)
+    assert result.code == 1, (result.code, result.out, result.err)
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    return result.err
 
 
-def test_two_nodes_share_a_dataset_and_a_document(tmp_path: Path, db_url: str | None) -> None:
-    port_a, port_b = free_port(), free_port()
-    a = _home(tmp_path, "a", "north-wold", port_a, db_url)
-    b = _home(tmp_path, "b", "south-fen", port_b)
-    for giver, taker, name in ((a, b, "a.card"), (b, a, "b.card")):
-        assert giver("card", "--out", str(tmp_path / name)).code == 0
-        added = taker("partner", "add", str(tmp_path / name))
-        assert added.code == 0, added.err
+def test_two_nodes_share_a_dataset_and_a_document(pair: tuple[NodeHome, NodeHome], tmp_path: Path) -> None:
+    a, b = pair
     (tmp_path / "residents.csv").write_text(CSV, encoding="utf-8")
     (tmp_path / "letter.pdf").write_bytes(DOCUMENT)
-    rows = a("import", str(tmp_path / "residents.csv"), "--dataset", "Residents", "--json")
-    doc = a("import", str(tmp_path / "letter.pdf"), "--document", "--json")
-    assert rows.code == doc.code == 0, (rows.err, doc.err)
-    dataset_id, document_id = rows.json()["id"], doc.json()["id"]
+    dataset_id = a.import_dataset(tmp_path / "residents.csv", "Residents")["id"]
+    document_id = a.import_document(tmp_path / "letter.pdf")["id"]
 
-    servers = [_serve(a, port_a, tmp_path / "server-a-tmp"), _serve(b, port_b, tmp_path / "server-b-tmp")]
+    # No agreement, no share.
+    assert "needs a data sharing agreement" in _refused(a, "share", document_id, "--to", "south-fen")
+    rows_dsa = agree(a, b, dataset="Residents", fields=AGREED)
+    docs_dsa = agree(a, b, documents=True)  # the template's media types: application/pdf
+    # Outside what each agreement covers: refused with the reason, nothing queued.
+    assert f"{rows_dsa} covers the dataset" in _refused(
+        a, "share", document_id, "--to", "south-fen", "--agreement", rows_dsa)
+    assert f"{docs_dsa} covers documents" in _refused(
+        a, "share", dataset_id, "--to", "south-fen", "--agreement", docs_dsa)
+    assert "DSA-2000-0001" in _refused(a, "share", dataset_id, "--to", "south-fen", "--agreement", "DSA-2000-0001")
+    assert a.transfers() == []
+
+    sent = {}
+    for holding, agreement in ((dataset_id, rows_dsa), (document_id, docs_dsa)):
+        shared = a.run("share", holding, "--to", "south-fen", "--agreement", agreement, "--wait", "--timeout", "60",
+                       "--json", check=False)
+        assert shared.code == 0, shared.err + a.log_tail()
+        ledger = shared.json()
+        assert ledger["state"] == "delivered" and ledger["bytes_sent"] == ledger["size"], ledger
+        assert ledger["agreement"] == agreement
+        assert "delivered" in shared.err  # the progress lines
+        sent[holding] = ledger["id"]
+
+    detail = a.transfer(sent[document_id])
+    assert detail["state"] == "delivered" and detail["receipt_verified"] is True
+    assert detail["receipt"]["body"]["transfer"] == sent[document_id]
+    assert detail["manifest"]["holding"]["kind"] == "document"
+    assert detail["manifest"]["agreement"]["id"] == docs_dsa
+    text = a.run("transfers", "show", sent[document_id]).out
+    assert "verified: signed by south-fen" in text
+    # Minimisation before sealing: the manifest describes the agreed columns only.
+    rows_manifest = a.transfer(sent[dataset_id])["manifest"]
+    assert [c["name"] for c in rows_manifest["holding"]["columns"]] == AGREED
+    assert rows_manifest["agreement"]["id"] == rows_dsa
+
+    arrived = {i["transfer"]: i for i in b.inbox()}
+    assert set(arrived) == set(sent.values())
+    assert all(i["state"] == "delivered" and i["sender"] == "north-wold" for i in arrived.values())
+    assert arrived[sent[dataset_id]]["rows"] == 3
+
+    theirs_doc = arrived[sent[document_id]]["holding"]
+    theirs_rows = arrived[sent[dataset_id]]["holding"]
+    assert b.export(theirs_doc, tmp_path / "copy.pdf").read_bytes() == DOCUMENT
+    copy = b.export(theirs_rows, tmp_path / "copy.csv").read_text(encoding="utf-8")
+    ours = list(csv.DictReader(io.StringIO(CSV)))
+    assert list(csv.DictReader(io.StringIO(copy))) == [{k: r[k] for k in AGREED} for r in ours]
+    assert not any(r["first_name"] in copy for r in ours)  # the withheld field's values never left
+
+    # A second share of the same holding is a second transfer, and a second holding at B.
+    again = a.share(document_id, "south-fen", agreement=docs_dsa, wait=True, timeout=60)
+    assert again["state"] == "delivered" and again["id"] not in sent.values()
+
+    # Repeating a delivered transfer's manifest and commit stores nothing new.
+    node = Node.open(a.home, passphrase=PASSPHRASE)
     try:
-        sent = {}
-        for holding in (dataset_id, document_id):
-            shared = a("share", holding, "--to", "south-fen", "--wait", "--timeout", "60", "--json")
-            assert shared.code == 0, shared.err + servers[0].log.read_text(errors="replace")
-            ledger = shared.json()
-            assert ledger["state"] == "delivered" and ledger["bytes_sent"] == ledger["size"], ledger
-            assert "delivered" in shared.err  # the progress lines
-            sent[holding] = ledger["id"]
-
-        shown = a("transfers", "show", sent[document_id], "--json")
-        assert shown.code == 0, shown.err
-        detail = shown.json()
-        assert detail["state"] == "delivered" and detail["receipt_verified"] is True
-        assert detail["receipt"]["body"]["transfer"] == sent[document_id]
-        assert detail["manifest"]["holding"]["kind"] == "document"
-        text = a("transfers", "show", sent[document_id])
-        assert "verified: signed by south-fen" in text.out
-
-        inbox = b("inbox", "--json")
-        assert inbox.code == 0, inbox.err
-        arrived = {i["transfer"]: i for i in inbox.json()}
-        assert set(arrived) == set(sent.values())
-        assert all(i["state"] == "delivered" and i["sender"] == "north-wold" for i in arrived.values())
-        assert arrived[sent[dataset_id]]["rows"] == 3
-
-        theirs_doc = arrived[sent[document_id]]["holding"]
-        theirs_rows = arrived[sent[dataset_id]]["holding"]
-        assert b("export", theirs_doc, "--out", str(tmp_path / "copy.pdf")).code == 0
-        assert (tmp_path / "copy.pdf").read_bytes() == DOCUMENT
-        assert b("export", theirs_rows, "--out", str(tmp_path / "copy.csv")).code == 0
-        assert a("export", dataset_id, "--out", str(tmp_path / "ours.csv")).code == 0
-        assert (tmp_path / "copy.csv").read_text(encoding="utf-8") == (tmp_path / "ours.csv").read_text(
-            encoding="utf-8")
-
-        # A second share of the same holding is a second transfer, and a second holding at B.
-        again = a("share", document_id, "--to", "south-fen", "--wait", "--timeout", "60", "--json")
-        assert again.code == 0, again.err
-        assert again.json()["id"] not in sent.values()
-
-        # Repeating a delivered transfer's manifest and commit stores nothing new.
-        node = Node.open(a.home, passphrase=PASSPHRASE)
-        try:
-            from civicshare.access import Actor
-
-            transfer = node.transfer(Actor.operator("north-wold"), sent[document_id])
-            with node.partner_client(timeout=30) as client:
-                put = client.request("north-wold", "south-fen", "PUT", f"/transfers/{transfer.id}",
-                                     content=transfer.manifest_text.encode(), content_type="application/json")
-                assert put.status_code == 200 and put.json()["state"] == "delivered", put.text
-                commit = client.request("north-wold", "south-fen", "POST", f"/transfers/{transfer.id}/commit")
-                assert commit.status_code == 200, commit.text
-                assert commit.json()["receipt"] == transfer.receipt
-        finally:
-            node.close()
-        held = b("holdings", "list", "--json")
-        assert held.code == 0 and len(held.json()) == 3
-
-        listed = a("transfers", "list", "--json")
-        assert [t["state"] for t in listed.json()] == ["delivered"] * 3
+        transfer = node.transfer(Actor.operator("north-wold"), sent[document_id])
+        with node.partner_client(timeout=30) as client:
+            put = client.request("north-wold", "south-fen", "PUT", f"/transfers/{transfer.id}",
+                                 content=transfer.manifest_text.encode(), content_type="application/json")
+            assert put.status_code == 200 and put.json()["state"] == "delivered", put.text
+            commit = client.request("north-wold", "south-fen", "POST", f"/transfers/{transfer.id}/commit")
+            assert commit.status_code == 200, commit.text
+            assert commit.json()["receipt"] == transfer.receipt
     finally:
-        for server in servers:
-            server.stop()
+        node.close()
+    assert len(b.holdings()) == 3
+    assert [t["state"] for t in a.transfers()] == ["delivered"] * 3
+
+    # Once revoked, the agreement lets nothing more move.
+    a.json("agreement", "revoke", docs_dsa, "--reason", "the joint committee has been wound up")
+    assert f"{docs_dsa} was revoked by north-wold" in _refused(
+        a, "share", document_id, "--to", "south-fen", "--agreement", docs_dsa)
+    assert len(a.transfers()) == 3

@@ -215,3 +215,23 @@ def test_document_media_type_must_be_one(node: Node) -> None:
     with pytest.raises(UsageError, match="not a media type"):
         node.import_document(NORTH, io.BytesIO(b"x"), "x.txt", media_type="text/plain\r\nX-Injected: 1")
     assert node.list_holdings(NORTH) == [] and _blobs(node) == []
+
+
+def test_holdings_carry_a_classification(node: Node, residents: Path) -> None:
+    from civicshare.errors import UsageError
+
+    plain = node.import_dataset(NORTH, residents, "residents")
+    sensitive = node.import_document(NORTH, io.BytesIO(b"x"), "plan.pdf", classification="OFFICIAL-SENSITIVE")
+    assert plain.classification == "OFFICIAL" and sensitive.classification == "OFFICIAL-SENSITIVE"
+    shown = {h.id: h.to_json()["classification"] for h in node.list_holdings(NORTH)}
+    assert shown == {plain.id: "OFFICIAL", sensitive.id: "OFFICIAL-SENSITIVE"}
+    assert node.holding(NORTH, sensitive.id).classification == "OFFICIAL-SENSITIVE"
+    imports = [e for e in node.audit.entries("north-wold") if e.action == "holding.import"]
+    assert [e.details["classification"] for e in imports] == ["OFFICIAL", "OFFICIAL-SENSITIVE"]
+    with pytest.raises(UsageError, match="Unknown classification 'SECRET'"):
+        node.import_dataset(NORTH, residents, "secret", classification="SECRET")
+    with pytest.raises(UsageError, match="Unknown classification"):
+        node.import_document(NORTH, io.BytesIO(b"x"), "x.pdf", classification="official")
+    assert len(node.list_holdings(NORTH)) == 2
+    refused = [e for e in node.audit.entries("north-wold") if e.action == "holding.import"][-2:]
+    assert [e.outcome for e in refused] == ["refused", "refused"]

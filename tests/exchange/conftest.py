@@ -1,5 +1,5 @@
 """Fixtures for the exchange tests; their code lives in transfer_support.py beside the helpers."""
 
-from tests.exchange.transfer_support import transport, xnode
+from tests.exchange.transfer_support import agreement, transport, xnode
 
-__all__ = ["transport", "xnode"]
+__all__ = ["agreement", "transport", "xnode"]

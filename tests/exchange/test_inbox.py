@@ -24,8 +24,9 @@ __all__ = ["xnode"]  # fixture
 PART = 1024
 
 
-def _queued(node: Node) -> tuple[Transfer, bytes]:
-    transfer = node.exchange.outbox.share(actor(NORTH), document(node).id, SOUTH, part_size=PART)
+def _queued(node: Node, agreement: str) -> tuple[Transfer, bytes]:
+    transfer = node.exchange.outbox.share(actor(NORTH), document(node).id, SOUTH, part_size=PART,
+                                          agreement=agreement)
     return transfer, (node.layout.home / (transfer.payload or "")).read_bytes()
 
 
@@ -39,9 +40,9 @@ def _send_all(inbox: Inbox, transfer: Transfer, payload: bytes) -> None:
         inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
 
 
-def test_manifest_is_idempotent_and_a_second_one_is_refused(xnode: Node) -> None:
+def test_manifest_is_idempotent_and_a_second_one_is_refused(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     status = inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     assert status == {"version": 1, "transfer": transfer.id, "state": "receiving", "parts_received": [],
                       "receipt": None}
@@ -49,7 +50,7 @@ def test_manifest_is_idempotent_and_a_second_one_is_refused(xnode: Node) -> None
     pretty = json.dumps(transfer.manifest_document, indent=2).encode()  # the same manifest, laid out otherwise
     assert inbox.put_manifest(SOUTH, NORTH, transfer.id, pretty)["parts_received"] == [1]
 
-    other, _ = _queued(xnode)
+    other, _ = _queued(xnode, agreement)
     with pytest.raises(ManifestRefused, match="does not verify|different manifest|is for transfer"):
         inbox.put_manifest(SOUTH, NORTH, transfer.id, other.manifest_text.encode())
     forged = transfer.manifest_document
@@ -64,18 +65,18 @@ def test_manifest_is_idempotent_and_a_second_one_is_refused(xnode: Node) -> None
         "manifest_refused", "manifest_refused"]
 
 
-def test_a_manifest_for_someone_else_is_not_for_us(xnode: Node) -> None:
+def test_a_manifest_for_someone_else_is_not_for_us(xnode: Node, agreement: str) -> None:
     xnode.add_organisation("east-marsh", "East Marsh Council", url="http://civicshare.test")
     pin(xnode, "east-marsh", NORTH)
-    transfer, _ = _queued(xnode)
+    transfer, _ = _queued(xnode, agreement)
     with pytest.raises(NotForUs, match="addressed to south-fen"):
         Inbox(xnode).put_manifest("east-marsh", NORTH, transfer.id, transfer.manifest_text.encode())
     assert Inbox(xnode).entries(Actor.operator("east-marsh")) == []
 
 
-def test_parts_are_checked_before_they_are_staged(xnode: Node) -> None:
+def test_parts_are_checked_before_they_are_staged(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     count = transfer.manifest.part_count
     with pytest.raises(PartRefused, match="no part"):
@@ -99,9 +100,10 @@ def test_parts_are_checked_before_they_are_staged(xnode: Node) -> None:
         inbox.commit(SOUTH, NORTH, transfer.id)
 
 
-def test_commit_stores_once_and_answers_the_same_receipt(xnode: Node, tmp_path: Path) -> None:
+def test_commit_stores_once_and_answers_the_same_receipt(xnode: Node, agreement: str,
+                                                        tmp_path: Path) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     _send_all(inbox, transfer, payload)
     first = inbox.commit(SOUTH, NORTH, transfer.id)
     receipt, _doc = parse_receipt(first["receipt"], recipient_key=xnode.trust.partner(NORTH, SOUTH).signing_key)
@@ -116,9 +118,9 @@ def test_commit_stores_once_and_answers_the_same_receipt(xnode: Node, tmp_path: 
     assert out.read_bytes() == DOCUMENT
 
 
-def test_concurrent_commits_make_one_holding(xnode: Node) -> None:
+def test_concurrent_commits_make_one_holding(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     _send_all(inbox, transfer, payload)
     answers: list[object] = []
     threads = [threading.Thread(target=lambda: answers.append(inbox.commit(SOUTH, NORTH, transfer.id)))
@@ -132,9 +134,9 @@ def test_concurrent_commits_make_one_holding(xnode: Node) -> None:
     assert len(entries(xnode, SOUTH, "transfer.receive")) == 1
 
 
-def test_a_crash_after_storing_is_adopted_not_repeated(xnode: Node) -> None:
+def test_a_crash_after_storing_is_adopted_not_repeated(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     _send_all(inbox, transfer, payload)
     # The commit that crashed: the holding was stored, the inbox row never updated.
     with (xnode.layout.home / (transfer.payload or "")).open("rb") as source:
@@ -144,9 +146,9 @@ def test_a_crash_after_storing_is_adopted_not_repeated(xnode: Node) -> None:
     assert [h.id for h in xnode.list_holdings(actor(SOUTH))] == [stored.id]
 
 
-def test_damaged_parts_are_dropped_and_can_be_sent_again(xnode: Node) -> None:
+def test_damaged_parts_are_dropped_and_can_be_sent_again(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     _send_all(inbox, transfer, payload)
     part = xnode.layout.staging_dir(SOUTH) / transfer.id / "part-1"
     damaged = bytearray(part.read_bytes())

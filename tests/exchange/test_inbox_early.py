@@ -20,8 +20,9 @@ __all__ = ["xnode"]  # fixture
 PART = 1024
 
 
-def _queued(node: Node) -> tuple[Transfer, bytes]:
-    transfer = node.exchange.outbox.share(actor(NORTH), document(node).id, SOUTH, part_size=PART)
+def _queued(node: Node, agreement: str) -> tuple[Transfer, bytes]:
+    transfer = node.exchange.outbox.share(actor(NORTH), document(node).id, SOUTH, part_size=PART,
+                                          agreement=agreement)
     return transfer, (node.layout.home / (transfer.payload or "")).read_bytes()
 
 
@@ -36,9 +37,9 @@ def _wait_idle(inbox: Inbox, timeout: float = 60) -> None:
     assert not inbox._early, "the early opening did not finish"
 
 
-def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node) -> None:
+def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     count = transfer.manifest.part_count
     assert count >= 3
     before = {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))}
@@ -61,10 +62,10 @@ def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node) ->
 
 
 def test_an_early_opening_that_waits_in_vain_leaves_nothing_and_the_commit_still_opens(
-        xnode: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+        xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inbox_module, "EARLY_OPEN_PATIENCE", 0.3)
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     count = transfer.manifest.part_count
     inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
@@ -81,9 +82,10 @@ def test_an_early_opening_that_waits_in_vain_leaves_nothing_and_the_commit_still
     assert inbox.commit(SOUTH, NORTH, transfer.id)["receipt"]["body"]["holding"] not in before
 
 
-def test_a_commit_with_parts_missing_is_answered_at_once_while_an_early_opening_waits(xnode: Node) -> None:
+def test_a_commit_with_parts_missing_is_answered_at_once_while_an_early_opening_waits(
+        xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
     inbox.open_early(SOUTH, NORTH, transfer.id)
@@ -99,9 +101,9 @@ def test_a_commit_with_parts_missing_is_answered_at_once_while_an_early_opening_
     _wait_idle(inbox)
 
 
-def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node) -> None:
+def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode)
+    transfer, payload = _queued(xnode, agreement)
     inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     part = _part(payload, 0)
     # The digest decides: a digest of other bytes is refused even though the bytes are right...

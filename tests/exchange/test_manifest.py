@@ -26,6 +26,7 @@ from civicshare.exchange.manifest import (
     MAX_PART_SIZE,
     MAX_PARTS,
     PARQUET_MEDIA_TYPE,
+    AgreementRef,
     HoldingInfo,
     Manifest,
     manifest_sha256,
@@ -39,24 +40,27 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUBLIC = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 AGE = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
-H = {c: c * 64 for c in "abcd"}
+H = {c: c * 64 for c in "abcde"}
+AGREEMENT = AgreementRef("DSA-2026-0001", 2, H["e"])
 
 MANIFEST = Manifest(
-    "t_abcdefghijklmnop", "north-wold", "south-fen", datetime(2026, 11, 22, 10, 0, tzinfo=UTC), None,
+    "t_abcdefghijklmnop", "north-wold", "south-fen", datetime(2026, 11, 22, 10, 0, tzinfo=UTC), AGREEMENT,
     HoldingInfo("h_qrstuvwxyz234567", "dataset", "Residents", PARQUET_MEDIA_TYPE, 1000,
-                [{"name": "surname", "type": "string"}]),
+                [{"name": "surname", "type": "string"}], "OFFICIAL"),
     Digest(123, H["a"]), Digest(456, H["b"]), AGE, 256, (H["c"], H["d"]))
 
 CANONICAL_BODY = (
-    '{"agreement":null,"ciphertext":{"age_recipient":"' + AGE + '","sha256":"' + H["b"] + '","size":456},'
-    '"created":"2026-11-22T10:00:00Z","holding":{"columns":[{"name":"surname","type":"string"}],'
+    '{"agreement":{"id":"DSA-2026-0001","sha256":"' + H["e"] + '","version":2},'
+    '"ciphertext":{"age_recipient":"' + AGE + '","sha256":"' + H["b"] + '","size":456},'
+    '"created":"2026-11-22T10:00:00Z","holding":{"classification":"OFFICIAL",'
+    '"columns":[{"name":"surname","type":"string"}],'
     '"id":"h_qrstuvwxyz234567","kind":"dataset","media_type":"application/vnd.apache.parquet",'
     '"name":"Residents","rows":1000},"parts":{"sha256":["' + H["c"] + '","' + H["d"] + '"],"size":256},'
     '"plaintext":{"sha256":"' + H["a"] + '","size":123},"recipient":"south-fen","sender":"north-wold",'
     '"transfer":"t_abcdefghijklmnop"}'
 )
-SIGNATURE = "jgyWl3/IFN1W5fbijYcd6Bh1YMNgkEYHuW3E66hOoV64QpT75p0TiFsAFoHszLct1JMPJc8PTbRidQdEwdayBw=="
-DOCUMENT_SHA256 = "ef43005a2c688eb166b7f84430b2548eb7c04ec2cdbfd05dbf8f7056a220d1cf"
+SIGNATURE = "VaM0xoGP5juS1lQvkwpEx1jGQQIJyYi1z6PcNSIiOqocWAjXp6olFf95/FYoLWund/mYgYF2YuJHYqXgzVErBg=="
+DOCUMENT_SHA256 = "69c0c07d171b6cc32f36040dfc73532c157efb2bc9dd763c18b75448e419d7f3"
 
 
 def signed(manifest: Manifest = MANIFEST) -> dict[str, Any]:
@@ -100,7 +104,10 @@ TAMPERING = {
     "sender": _set("sender", "east-marsh"),
     "recipient": _set("recipient", "east-marsh"),
     "created": _set("created", "2026-11-22T10:00:01Z"),
-    "agreement": _set("agreement", "a_1"),
+    "agreement.id": _set("agreement.id", "DSA-2026-0002"),
+    "agreement.version": _set("agreement.version", 1),
+    "agreement.sha256": _set("agreement.sha256", H["a"]),
+    "holding.classification": _set("holding.classification", "OFFICIAL-SENSITIVE"),
     "holding.name": _set("holding.name", "Residents2"),
     "holding.rows": _set("holding.rows", 999),
     "column": _set("holding.columns.0.name", "forename"),
@@ -163,6 +170,17 @@ def _problems(body: dict[str, Any]) -> list[str | None]:
     (_set("parts.sha256", [H["c"], "zz"]), ["parts.sha256[1]"]),
     (_set("recipient", "north-wold"), ["recipient"]),
     (_set("extra", 1), ["extra"]),
+    (_set("agreement", None), ["agreement"]),
+    (_set("agreement", "DSA-2026-0001"), ["agreement"]),
+    (_set("agreement.id", "x"), ["agreement.id"]),
+    (_set("agreement.id", "DSA 2026"), ["agreement.id"]),
+    (_set("agreement.version", 0), ["agreement.version"]),
+    (_set("agreement.version", "2"), ["agreement.version"]),
+    (_set("agreement.version", True), ["agreement.version"]),
+    (_set("agreement.sha256", "E" * 64), ["agreement.sha256"]),
+    (_set("agreement.extra", 1), ["agreement.extra"]),
+    (_set("holding.classification", "SECRET"), ["holding.classification"]),
+    (_set("holding.classification", None), ["holding.classification"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_invalid_fields_are_named(change: Any, fields: list[str]) -> None:
     body = MANIFEST.to_body()
@@ -178,6 +196,16 @@ def test_every_problem_is_listed_at_once() -> None:
     assert _problems(body) == ["sender", "holding.rows", "ciphertext.sha256"]
 
 
+def test_the_agreement_and_the_classification_are_required() -> None:
+    body = MANIFEST.to_body()
+    del body["agreement"]
+    del body["holding"]["classification"]
+    assert _problems(body) == ["agreement", "holding.classification"]
+    body = MANIFEST.to_body()
+    del body["agreement"]["sha256"]
+    assert _problems(body) == ["agreement.sha256"]
+
+
 def test_document_holdings_carry_no_rows_or_columns() -> None:
     body = MANIFEST.to_body()
     body["holding"].update(kind="document", media_type="application/pdf")
@@ -191,8 +219,10 @@ def test_the_largest_valid_manifest_fits_the_size_limit() -> None:
     assert MAX_PARTS >= 131_072
     parts = MAX_PARTS
     columns = [{"name": f"{i:06d}" + "x" * (MAX_COLUMN_NAME - 6), "type": "string"} for i in range(MAX_COLUMNS)]
-    holding = HoldingInfo("h_" + "a" * 38, "dataset", "N" * MAX_NAME, PARQUET_MEDIA_TYPE, 10**12, columns)
-    big = Manifest("t_" + "a" * 38, "north-wold", "south-fen", MANIFEST.created, None, holding,
+    holding = HoldingInfo("h_" + "a" * 38, "dataset", "N" * MAX_NAME, PARQUET_MEDIA_TYPE, 10**12, columns,
+                          "OFFICIAL-SENSITIVE")
+    agreement = AgreementRef("D" * 64, 1_000_000, H["e"])
+    big = Manifest("t_" + "a" * 38, "north-wold", "south-fen", MANIFEST.created, agreement, holding,
                    Digest(MAX_PART_SIZE * parts - 1000, H["a"]), Digest(MAX_PART_SIZE * parts, H["b"]), AGE,
                    MAX_PART_SIZE, (H["c"],) * parts)
     document = signed(big)
@@ -215,6 +245,7 @@ def test_strict_json() -> None:
 
 
 hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+classifications = st.sampled_from(["OFFICIAL", "OFFICIAL-SENSITIVE"])
 names = st.text(alphabet=string.ascii_letters + string.digits + " _-éß", min_size=1, max_size=40).filter(
     lambda s: s == s.strip())
 
@@ -226,10 +257,10 @@ def manifests(draw: st.DrawFn) -> Manifest:
         cols = draw(st.lists(names, min_size=1, max_size=5, unique=True))
         holding = HoldingInfo("h_" + draw(st.text("abc234", min_size=1, max_size=20)), kind, draw(names),
                               PARQUET_MEDIA_TYPE, draw(st.integers(0, 10**9)),
-                              [{"name": c, "type": "string"} for c in cols])
+                              [{"name": c, "type": "string"} for c in cols], draw(classifications))
     else:
         holding = HoldingInfo("h_x1", kind, draw(names), draw(st.sampled_from(["application/pdf", "text/plain"])),
-                              None, None)
+                              None, None, draw(classifications))
     # At most 50 parts of at most MAX_PART_SIZE, so the ciphertext stays below 50 * MAX_PART_SIZE.
     plain = draw(st.integers(0, 5 * 10**8))
     cipher = plain + draw(st.integers(1, 10**6))
@@ -238,7 +269,8 @@ def manifests(draw: st.DrawFn) -> Manifest:
     created = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1))).replace(
         microsecond=0, tzinfo=UTC)
     return Manifest("t_" + draw(st.text("xyz789", min_size=1, max_size=20)), "north-wold", "south-fen", created,
-                    draw(st.none() | st.just("agreement-7")), holding, Digest(plain, draw(hex64)),
+                    AgreementRef(draw(st.from_regex(r"DSA-20[0-9]{2}-[0-9]{4}", fullmatch=True)),
+                                 draw(st.integers(1, 1_000_000)), draw(hex64)), holding, Digest(plain, draw(hex64)),
                     Digest(cipher, draw(hex64)), AGE, part_size, tuple(draw(st.lists(hex64, min_size=count,
                                                                                      max_size=count))))
 

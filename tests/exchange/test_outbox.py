@@ -25,6 +25,7 @@ from tests.exchange.transfer_support import (
     DOCUMENT,
     NORTH,
     SOUTH,
+    agree,
     dataset,
     document,
     entries,
@@ -38,13 +39,18 @@ def _refuse_connections(request: httpx.Request) -> httpx.Response:
 
 def test_share_then_deliver_a_document(xnode: Node, transport: httpx.BaseTransport, tmp_path: Path) -> None:
     holding = document(xnode)
-    transfer = xnode.share(actor(NORTH), holding.id, SOUTH, agreement="dsa-2026-07")
+    agreement = agree(xnode, transport)
+    transfer = xnode.share(actor(NORTH), holding.id, SOUTH, agreement=agreement)
     assert (transfer.state, transfer.route, transfer.attempts, transfer.bytes_sent) == ("queued", "network", 0, 0)
     assert transfer.manifest.ciphertext.size == transfer.size > len(DOCUMENT)
     assert outbox_files(xnode) == [xnode.layout.outbox_dir(NORTH) / f"{transfer.id}.age"]
     created = entries(xnode, NORTH, "transfer.create")[-1]
     assert created.object == transfer.id and created.details["recipient"] == SOUTH
-    assert created.details["agreement"] == "dsa-2026-07" and created.details["kind"] == "document"
+    assert created.details["agreement"] == agreement and created.details["kind"] == "document"
+    record = xnode.agreement_register.find(NORTH, agreement)
+    assert (created.details["agreement_version"], created.details["agreement_hash"]) == (1, record.hash)
+    assert transfer.manifest.agreement.to_body() == {"id": agreement, "version": 1, "sha256": record.hash}
+    assert (transfer.agreement, transfer.agreement_version, transfer.agreement_hash) == (agreement, 1, record.hash)
 
     outcomes = xnode.exchange.worker(transport=transport).run_once()
     assert outcomes == {transfer.id: "delivered"}
@@ -76,7 +82,7 @@ def test_share_then_deliver_a_document(xnode: Node, transport: httpx.BaseTranspo
 
 def test_a_dataset_arrives_with_its_rows(xnode: Node, transport: httpx.BaseTransport, tmp_path: Path) -> None:
     holding = dataset(xnode, tmp_path)
-    transfer = xnode.share(actor(NORTH), holding.id, SOUTH)
+    transfer = xnode.share(actor(NORTH), holding.id, SOUTH, agreement=agree(xnode, transport, dataset="Residents"))
     assert xnode.exchange.worker(transport=transport).run_once() == {transfer.id: "delivered"}
     [arrived] = xnode.inbox(actor(SOUTH))
     ours, theirs = tmp_path / "ours.csv", tmp_path / "theirs.csv"
@@ -86,21 +92,22 @@ def test_a_dataset_arrives_with_its_rows(xnode: Node, transport: httpx.BaseTrans
     assert arrived.to_json()["rows"] == 3
 
 
-def test_a_failed_share_leaves_nothing(xnode: Node) -> None:
+def test_a_failed_share_leaves_nothing(xnode: Node, transport: httpx.BaseTransport) -> None:
     holding = document(xnode)
+    agreement = agree(xnode, transport)
     with pytest.raises(NotFound):
-        xnode.share(actor(NORTH), "h_doesnotexist", SOUTH)
+        xnode.share(actor(NORTH), "h_doesnotexist", SOUTH, agreement=agreement)
     with pytest.raises(UnknownSender):
-        xnode.share(actor(NORTH), holding.id, "east-marsh")
+        xnode.share(actor(NORTH), holding.id, "east-marsh", agreement=agreement)
     with pytest.raises(PermissionDenied):
-        xnode.share(actor(NORTH, Role.CASEWORKER), holding.id, SOUTH)
+        xnode.share(actor(NORTH, Role.CASEWORKER), holding.id, SOUTH, agreement=agreement)
     assert xnode.transfers(actor(NORTH)) == [] and outbox_files(xnode) == []
     refused = entries(xnode, NORTH, "transfer.create")
     assert [e.outcome for e in refused] == ["refused", "refused", "refused"]
 
 
 def test_faults_are_retried_with_backoff_then_delivered(xnode: Node, transport: httpx.BaseTransport) -> None:
-    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH)
+    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH, agreement=agree(xnode, transport))
     down = xnode.exchange.worker(retry_base=0.2, transport=httpx.MockTransport(_refuse_connections))
     assert down.run_once() == {transfer.id: "retry"}
     after = xnode.transfer(actor(NORTH), transfer.id)
@@ -131,7 +138,7 @@ def test_backoff_doubles_and_is_capped(xnode: Node) -> None:
 
 
 def test_a_permanent_refusal_fails_the_transfer(xnode: Node, transport: httpx.BaseTransport) -> None:
-    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH)
+    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH, agreement=agree(xnode, transport))
     # south-fen no longer trusts north-wold: its gate refuses every request as unknown_sender.
     with xnode.db.engine.begin() as conn:
         conn.execute(t.partners.delete().where(t.partners.c.org_id == SOUTH))
@@ -146,7 +153,7 @@ def test_a_permanent_refusal_fails_the_transfer(xnode: Node, transport: httpx.Ba
 
 def test_waiting_follows_the_ledger_until_a_final_state_or_the_timeout(
         xnode: Node, transport: httpx.BaseTransport) -> None:
-    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH)
+    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH, agreement=agree(xnode, transport))
     seen: list[str] = []
     with pytest.raises(StillPending, match="still queued"):
         xnode.exchange.wait(actor(NORTH), transfer.id, timeout=0, on_change=lambda t: seen.append(t.state))
@@ -157,7 +164,8 @@ def test_waiting_follows_the_ledger_until_a_final_state_or_the_timeout(
 
 
 def test_only_missing_parts_are_sent(xnode: Node, transport: httpx.BaseTransport) -> None:
-    transfer = xnode.exchange.outbox.share(actor(NORTH), document(xnode).id, SOUTH, part_size=1024)
+    transfer = xnode.exchange.outbox.share(actor(NORTH), document(xnode).id, SOUTH, part_size=1024,
+                                           agreement=agree(xnode, transport))
     manifest = transfer.manifest
     assert manifest.part_count >= 6  # 5,896 bytes and the age header, in parts of 1 KiB
     # An earlier attempt got the manifest and parts 0 and 3 across before the connection broke.
@@ -171,8 +179,8 @@ def test_only_missing_parts_are_sent(xnode: Node, transport: httpx.BaseTransport
     assert send.details["parts_sent"] == manifest.part_count - 2
 
 
-def test_one_attempt_per_claim(xnode: Node) -> None:
-    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH)
+def test_one_attempt_per_claim(xnode: Node, transport: httpx.BaseTransport) -> None:
+    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH, agreement=agree(xnode, transport))
     outbox = xnode.exchange.outbox
     first = outbox.claim(transfer, xnode.clock())
     assert first is not None and first.state == "sending" and first.attempts == 1
@@ -181,10 +189,10 @@ def test_one_attempt_per_claim(xnode: Node) -> None:
     assert [d.id for d in outbox.due(xnode.clock(), recover=True)] == [transfer.id]
 
 
-def test_offline_package_and_receipt(xnode: Node, tmp_path: Path) -> None:
+def test_offline_package_and_receipt(xnode: Node, transport: httpx.BaseTransport, tmp_path: Path) -> None:
     holding = document(xnode)
     package = tmp_path / "for-south-fen.tar"
-    transfer = xnode.share(actor(NORTH), holding.id, SOUTH, out=package)
+    transfer = xnode.share(actor(NORTH), holding.id, SOUTH, out=package, agreement=agree(xnode, transport))
     assert (transfer.state, transfer.route, transfer.payload) == ("exported", "offline", None)
     assert package.exists() and outbox_files(xnode) == []
     assert xnode.exchange.outbox.due(xnode.clock(), recover=True) == []  # never sent over the network

@@ -19,13 +19,14 @@ from civicshare.access import Role
 from civicshare.db import tables as t
 from civicshare.errors import Conflict, IntegrityError, NotForUs, Shredded, UsageError
 from civicshare.exchange.fields import Digest
-from civicshare.exchange.manifest import Manifest
+from civicshare.exchange.manifest import AgreementRef, Manifest
 from civicshare.exchange.payload import SealedPayload, StreamHash, hash_file, open_payload, seal_holding
 from civicshare.node import Node
 from tests.conftest import actor, write_csv
 
 NORTH, SOUTH = "north-wold", "south-fen"
 AGE = "/usr/bin/age"
+AGREEMENT = AgreementRef("DSA-2026-0001", 1, "e" * 64)
 CSV = "nhs_number,surname,postcode\n0123456789,O'Brien,NW1 1AA\n0987654321,=SUM(A1),\n,Smith,SF2 2BB\n"
 
 
@@ -43,7 +44,8 @@ def _seal(node: Node, holding_id: str, dest: Path, to: str = SOUTH,
     _key, recipient = node.keys.age_recipient(to)
     sealed = seal_holding(node, actor(NORTH), holding_id, recipient, dest, **options)  # type: ignore[arg-type]
     manifest = sealed.manifest(transfer="t_abcdefghijklmnop", sender=NORTH, recipient=SOUTH,
-                               created=datetime(2026, 11, 22, 10, tzinfo=UTC), age_recipient=recipient)
+                               created=datetime(2026, 11, 22, 10, tzinfo=UTC), age_recipient=recipient,
+                               agreement=AGREEMENT)
     return sealed, manifest
 
 
@@ -105,6 +107,17 @@ def test_dataset_columns_can_be_chosen(node: Node, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no column 'age'"):
         _seal(node, hid, tmp_path / "other.age", columns=["age"])
     assert not (tmp_path / "other.age").exists() and not (tmp_path / "other.age.partial").exists()
+
+
+@pytest.mark.parametrize("classification", ["OFFICIAL", "OFFICIAL-SENSITIVE"])
+def test_the_classification_travels_with_the_holding(node: Node, tmp_path: Path, classification: str) -> None:
+    hid = node.import_document(actor(NORTH), io.BytesIO(b"care plan"), "plan.pdf",
+                               classification=classification).id
+    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    assert manifest.holding.classification == classification
+    received = _open(node, sealed.path, manifest)
+    assert received.classification == classification  # type: ignore[attr-defined]
+    assert node.holding(actor(SOUTH), received.id).to_json()["classification"] == classification  # type: ignore[attr-defined]
 
 
 def test_document_round_trip_is_byte_identical(node: Node, tmp_path: Path) -> None:
@@ -241,6 +254,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from civicshare.access import Actor, Role
 from civicshare.crypto import KdfParams
+from civicshare.exchange.manifest import AgreementRef
 from civicshare.exchange.payload import open_payload, seal_holding
 from civicshare.node import Node
 
@@ -263,7 +277,8 @@ holding = node.import_document(north, io.BufferedReader(Random()), "big.bin")
 _k, recipient = node.keys.age_recipient("south-fen")
 sealed = seal_holding(node, north, holding.id, recipient, home / "payload.age")
 manifest = sealed.manifest(transfer="t_abcdefghijklmnop", sender="north-wold", recipient="south-fen",
-                           created=datetime.now(UTC), age_recipient=recipient)
+                           created=datetime.now(UTC), age_recipient=recipient,
+                           agreement=AgreementRef("DSA-2026-0001", 1, "e" * 64))
 with open(sealed.path, "rb") as fh:
     received = open_payload(node, "south-fen", fh, manifest, actor_name="receiver")
 assert received.size == size == sealed.plaintext.size

@@ -37,7 +37,7 @@ CANONICAL_BODY = (
     '"plaintext":{"sha256":"' + H["a"] + '","size":123},"received":"2026-11-22T10:00:05Z","recipient":"south-fen",'
     '"sender":"north-wold","transfer":"t_abcdefghijklmnop"}'
 )
-SIGNATURE = "XTFvThG6Q7nKZKHJdFSQnlN2h80nQGmIxCBzuPwcgO2JXoX9cy7JJTDB9wUC/LIKfZGJFY7nrzlveJ6S5edKAg=="
+SIGNATURE = "HdWGcgldyYuBXj7Up33v0j3lkCuNZ5ZmPHw/BxO4lVts3FaFgzbXKPkbaVA2h97c8Car68fKjgD+bLgUBItxCQ=="
 
 
 def signed(receipt: Receipt = RECEIPT) -> dict[str, Any]:

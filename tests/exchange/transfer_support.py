@@ -2,13 +2,15 @@
 
 The node has a public URL, so each organisation's card carries an endpoint; the delivery worker's
 requests go through the real application (Starlette's test transport), gate and inbox included.
+Every share runs under an agreement made active with ``agree`` (drafted, proposed and signed by both
+organisations' data protection officers over that same application).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,14 @@ from civicshare.api.app import create_app
 from civicshare.crypto import KdfParams
 from civicshare.holdings.store import Holding
 from civicshare.node import Node
+from tests.agreements.lifecycle_support import activate
 from tests.conftest import PASSPHRASE, actor, write_csv
 
 NORTH, SOUTH, EAST = "north-wold", "south-fen", "east-marsh"
 URL = "http://civicshare.test"
 DOCUMENT = bytes(range(256)) * 23 + b"the end\n"  # 5,896 bytes: several parts of 1 KiB
 CSV = "surname,postcode\nAbbott,NW1 1AA\nBrown,NW2 2BB\nČapek,NW3 3CC\n"
+DOCUMENT_TYPE = "application/octet-stream"
 
 
 def pin(node: Node, org: str, partner: str) -> None:
@@ -52,8 +56,28 @@ def transport(xnode: Node) -> httpx.BaseTransport:
     return client._transport
 
 
+def agree(node: Node, transport: httpx.BaseTransport, *, dataset: str | None = None,
+          fields: Sequence[str] | None = None, media_types: Sequence[str] | None = None, provider: str = NORTH,
+          recipients: Sequence[str] = (SOUTH,), **options: object) -> str:
+    """The id of an agreement from north-wold to south-fen, active now: for ``dataset`` (Residents, both
+    columns unless ``fields`` say), or else for documents of the type ``document`` imports."""
+    if dataset is not None:
+        record = activate(node, transport, provider, list(recipients), dataset=dataset,
+                          fields=list(fields or ("surname", "postcode")), **options)  # type: ignore[arg-type]
+    else:
+        record = activate(node, transport, provider, list(recipients), documents=True,
+                          media_types=list(media_types or [DOCUMENT_TYPE]), **options)  # type: ignore[arg-type]
+    return record.id
+
+
+@pytest.fixture
+def agreement(xnode: Node, transport: httpx.BaseTransport) -> str:
+    """An active agreement for north-wold to share documents (those ``document`` makes) with south-fen."""
+    return agree(xnode, transport)
+
+
 def document(node: Node, data: bytes = DOCUMENT) -> Holding:
-    return node.import_document(actor(NORTH), io.BytesIO(data), "letter.bin", media_type="application/octet-stream")
+    return node.import_document(actor(NORTH), io.BytesIO(data), "letter.bin", media_type=DOCUMENT_TYPE)
 
 
 def dataset(node: Node, tmp_path: Path) -> Holding:

@@ -9,6 +9,7 @@ delivered entry for it (and that no transfer ever appears twice), and that the r
 is byte-identical (sha256) to the document sent. A transfer that misses any of these is a loss;
 losses must be zero. The kill points are timed by reading the ledgers read-only (a CLI call takes
 about a second, a transfer a few), never by sleeping blindly.
+The two nodes sign a data sharing agreement for the document first, and every share names it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import NodeError, NodeHome, announce, exchange_cards, random_file, sha256_file, wait_for
+from tests.support.nodes import (
+    NodeError,
+    NodeHome,
+    agree,
+    announce,
+    exchange_cards,
+    random_file,
+    sha256_file,
+    wait_for,
+)
 
 DOC_MB = int(os.environ.get("CIVICSHARE_FAULT_DOC_MB", "48"))
 SERVE = ("--deliver-every", "0.2", "--retry-base", "0.1")
 DELIVERY_TIMEOUT = 90.0
 SENDER, RECIPIENT = "north-wold", "south-fen"
+# What ``import --document`` records for a .bin file; the agreement allows exactly that.
+MEDIA_TYPE = "application/octet-stream"
 
 
 @dataclass
@@ -46,6 +58,7 @@ class Pair:
     north: NodeHome
     south: NodeHome
     holding: str
+    agreement: str
     sha256: str
     size: int
     root: Path
@@ -64,7 +77,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         holding = north.import_document(document)["id"]
         north.start(*SERVE)
         south.start(*SERVE)
-        yield Pair(north, south, holding, sha256_file(document), DOC_MB << 20, root, tally)
+        agreement = agree(north, south, documents=True, media_types=[MEDIA_TYPE])
+        yield Pair(north, south, holding, agreement, sha256_file(document), DOC_MB << 20, root, tally)
     finally:
         north.stop()
         south.stop()
@@ -124,7 +138,7 @@ SCENARIOS = [("recipient", "manifest"), ("recipient", "mid-parts"), ("recipient"
 @pytest.mark.parametrize(("victim", "point"), SCENARIOS, ids=[f"{v}-{p}" for v, p in SCENARIOS])
 def test_kill_mid_transfer_still_delivers_exactly_once(pair: Pair, victim: str, point: str) -> None:
     node = pair.south if victim == "recipient" else pair.north
-    transfer = pair.north.share(pair.holding, RECIPIENT)["id"]
+    transfer = pair.north.share(pair.holding, RECIPIENT, agreement=pair.agreement)["id"]
     pair.tally.transfers += 1
     _strike_when(lambda: POINTS[point](pair, transfer), f"{transfer} to reach {point}")
     node.kill()

@@ -7,6 +7,8 @@ answer). The test asserts, through the CLI only, that every transfer ends ``deli
 verified receipt in bounded time, that the recipient holds exactly one holding per transfer and
 nothing else, and that each exported copy is byte-identical (sha256) to the document sent; and that
 the proxy really did inject every kind of fault. It prints the counts.
+The two councils first sign a data sharing agreement for the documents while the proxy
+passes traffic untouched; then it starts damaging it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.faultproxy import FaultProxy, Policy
-from tests.support.nodes import NodeHome, announce, exchange_cards, random_file, sha256_file, wait_for
+from tests.support.nodes import NodeHome, agree, announce, exchange_cards, random_file, sha256_file, wait_for
 
 DOC_MB = int(os.environ.get("CIVICSHARE_FAULT_PROXY_MB", "24"))
 TRANSFERS = int(os.environ.get("CIVICSHARE_FAULT_PROXY_TRANSFERS", "6"))
@@ -36,13 +38,14 @@ class Link:
     north: NodeHome
     south: NodeHome
     proxy: FaultProxy
+    agreement: str
     root: Path
 
 
 @pytest.fixture(scope="module")
 def link(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Link]:
     root = tmp_path_factory.mktemp("proxy")
-    proxy = FaultProxy(POLICY, seed=SEED).start()
+    proxy = FaultProxy(Policy(), seed=SEED).start()  # faults start once the agreement is in force
     north = south = None
     try:
         north = NodeHome.create(root / "north", SENDER, "North Wold District Council")
@@ -52,7 +55,9 @@ def link(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Link]:
         south.start(*SERVE)
         proxy.upstream = south.address
         north.start(*SERVE)
-        yield Link(north, south, proxy, root)
+        agreement = agree(north, south, documents=True, media_types=["application/octet-stream"])
+        proxy.policy = POLICY
+        yield Link(north, south, proxy, agreement, root)
     finally:
         for node in (north, south):
             if node is not None:
@@ -68,7 +73,7 @@ def test_faults_on_the_path_never_corrupt_and_never_lose_a_transfer(link: Link, 
         # A distinct document each time, so a part of one can never pass for a part of another.
         document = random_file(link.root / f"document{i}.bin", (DOC_MB << 20) + i * 4099)
         holding = north.import_document(document)["id"]
-        documents[north.share(holding, RECIPIENT)["id"]] = sha256_file(document)
+        documents[north.share(holding, RECIPIENT, agreement=link.agreement)["id"]] = sha256_file(document)
         document.unlink()
 
     def settled() -> bool:

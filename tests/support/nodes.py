@@ -17,6 +17,7 @@ their finalizers. Nothing here matches processes by name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -188,8 +189,10 @@ class NodeHome:
 
     # --- sharing (the commands of the exchange) ------------------------------------------------------
 
-    def share(self, holding_id: str, to: str, *, wait: bool = False, timeout: float = 600) -> dict[str, Any]:
-        args = ["share", holding_id, "--to", to] + (["--wait"] if wait else [])
+    def share(self, holding_id: str, to: str, *, agreement: str | None = None, wait: bool = False,
+              timeout: float = 600) -> dict[str, Any]:
+        args = ["share", holding_id, "--to", to] + (["--agreement", agreement] if agreement else [])
+        args += ["--wait"] if wait else []
         return dict(self.json(*args, timeout=timeout))
 
     def transfer(self, transfer_id: str) -> dict[str, Any]:
@@ -336,3 +339,89 @@ def exchange_cards(*nodes: NodeHome) -> None:
         for other in nodes:
             if other is not node:
                 node.add_partner(cards[other.org])
+
+
+# --- agreements (issue 5) ----------------------------------------------------------------------------
+
+DPO_NAME = "dpo-officer"
+
+
+def _ensure_dpo(node: NodeHome) -> str:
+    """The node's data protection officer (made on first use), who signs agreements for it."""
+    result = node.run("user", "add", DPO_NAME, "--role", "dpo", check=False)
+    if result.code != 0 and "already exists" not in result.err:
+        result.check()
+    return DPO_NAME
+
+
+def _agreement_options(body: dict[str, Any], options: dict[str, Any]) -> None:
+    """Apply ``agree``'s options to a template agreement read from YAML."""
+    from datetime import date, timedelta
+
+    known = {"media_types", "days_after_receipt", "until_end", "start", "end", "onward_sharing", "classification"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise NodeError(f"agree() has no option {', '.join(unknown)}; it knows {', '.join(sorted(known))}")
+    if "media_types" in options:
+        body["data_items"]["media_types"] = list(options["media_types"])
+    if options.get("until_end"):
+        body["retention"] = {"until_agreement_end": True}
+    elif options.get("days_after_receipt") is not None:
+        body["retention"] = {"days_after_receipt": int(options["days_after_receipt"])}
+    for key in ("onward_sharing", "classification"):
+        if key in options:
+            body[key] = options[key]
+
+    def day(value: Any) -> date:
+        return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+    if options.get("start") is not None or options.get("end") is not None:
+        start = day(options.get("start") or body["start_date"])
+        end = day(options["end"]) if options.get("end") is not None else start + timedelta(days=364)
+        body["start_date"], body["end_date"] = start.isoformat(), end.isoformat()
+        body["review_date"] = max(start, end - timedelta(days=91)).isoformat()
+
+
+def agree(provider: NodeHome, recipient: NodeHome, *, dataset: str | None = None,
+          fields: list[str] | tuple[str, ...] | None = None, documents: bool = False, timeout: float = 60,
+          **options: Any) -> str:
+    """An agreement from ``provider`` to ``recipient`` in force at both nodes; returns its id.
+
+    Both nodes must be serving and pin each other's cards. Everything goes through the CLI: the
+    template (for ``dataset`` with ``fields``, or ``documents``), ``agreement create``, ``propose``,
+    then ``sign --as`` the data protection officer of each node (a dpo user made on first use).
+    ``options``: media_types, days_after_receipt, until_end, start, end (dates or ISO text),
+    onward_sharing, classification. Waits until the agreement is signed by both at both ends.
+    """
+    import yaml
+
+    if (dataset is None) == (not documents):
+        raise NodeError("agree() needs dataset=NAME (with fields=[...]) or documents=True")
+    args = ["agreement", "template", "--provider", provider.org, "--recipient", recipient.org]
+    if dataset is not None:
+        args += ["--dataset", dataset] + (["--fields", ",".join(fields)] if fields else [])
+    else:
+        args.append("--documents")
+    body = yaml.safe_load(provider.run(*args).out)
+    _agreement_options(body, options)
+    path = provider.tmpdir / f"agreement-{len(list(provider.tmpdir.glob('agreement-*.json')))}.json"
+    path.write_text(json.dumps(body, default=str), encoding="utf-8")
+    created = provider.json("agreement", "create", "--file", str(path))
+    agreement_id, version = str(created["id"]), str(created["version"])
+    provider.json("agreement", "propose", agreement_id, "--version", version)
+
+    def shown(node: NodeHome) -> dict[str, Any] | None:
+        result = node.run("agreement", "show", agreement_id, "--version", version, "--json", check=False)
+        return dict(result.json()) if result.code == 0 else None
+
+    wait_for(lambda: shown(recipient), timeout, what=f"{recipient.org} to receive the proposal of {agreement_id}")
+    for node in (recipient, provider):
+        node.json("agreement", "sign", agreement_id, "--version", version, "--as", _ensure_dpo(node))
+    def signed_by_both(node: NodeHome) -> bool:
+        seen = shown(node)
+        return seen is not None and not seen["waiting_for"]
+
+    for node in (provider, recipient):
+        wait_for(functools.partial(signed_by_both, node), timeout,
+                 what=f"{agreement_id} to be signed by both parties at {node.org}")
+    return agreement_id

@@ -17,7 +17,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicshare import __version__
-from civicshare.api import agreements, audit, gate, holdings, keys, partners, witness
+from civicshare.api import (
+    agreement_exchange,
+    agreements,
+    audit,
+    deletions,
+    gate,
+    holdings,
+    keys,
+    partners,
+    transfers,
+    witness,
+)
 from civicshare.api import directory as directory_api
 from civicshare.api import exchange as exchange_api
 from civicshare.api.auth import NodeDep
@@ -132,11 +143,14 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.include_router(audit.router, prefix="/v1")
     app.include_router(partners.router, prefix="/v1")
     app.include_router(agreements.router, prefix="/v1")
+    app.include_router(transfers.router, prefix="/v1")
     app.include_router(directory_api.router, prefix="/v1")
     app.include_router(directory_api.public_router)
     app.include_router(gate.router)
     app.include_router(witness.router)
     app.include_router(exchange_api.router)
+    app.include_router(agreement_exchange.router)
+    app.include_router(deletions.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(node: NodeDep) -> JSONResponse:

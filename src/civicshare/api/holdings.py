@@ -1,4 +1,4 @@
-"""Holdings over HTTP: list, show, import, export and shred.
+"""Holdings over HTTP: list, show, import, export, share and shred.
 
 Uploads come as the raw request body, never as multipart: Starlette's ``UploadFile`` spools large
 files to a plaintext temporary file, and nothing personal may touch the disk unencrypted. Instead
@@ -26,6 +26,7 @@ from urllib.parse import quote
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -49,6 +50,7 @@ EXPORT_MEDIA_TYPES = {
 }
 
 FormatQuery = Annotated[str | None, Query(alias="format", description="csv, jsonl, parquet or xlsx")]
+ClassificationQuery = Annotated[str, Query(description="OFFICIAL, or OFFICIAL-SENSITIVE (the handling caveat)")]
 
 
 def _raw_body(*media_types: str) -> dict[str, Any]:
@@ -130,6 +132,7 @@ async def import_dataset(
                                      description="csv, xlsx or jsonl; from the file name if left out")] = None,
     encoding: Annotated[str, Query(description="auto, utf-8, windows-1252 or latin-1")] = "auto",
     filename: Annotated[str | None, Query(description="The file's own name, used in messages.")] = None,
+    classification: ClassificationQuery = "OFFICIAL",
 ) -> JSONResponse:
     """Import a dataset sent as the raw request body (not multipart)."""
     limit = request.app.state.limits.max_dataset_bytes
@@ -139,7 +142,8 @@ async def import_dataset(
             _write_all(fd, chunk)  # a copy into RAM: quick enough for the event loop
         # The in-memory file has no name: the core tells the format from the label.
         holding = await run_in_threadpool(node.import_dataset, actor, path, name, fmt=fmt,
-                                          encoding=encoding, label=filename or name)
+                                          encoding=encoding, label=filename or name,
+                                          classification=classification)
     return JSONResponse(holding.to_json(), status_code=201)
 
 
@@ -172,10 +176,11 @@ class _PipeSource(io.RawIOBase):
 
 
 def _import_from_pipe(node: Node, actor: Actor, source: _PipeSource, filename: str,
-                      title: str | None, media_type: str | None) -> Holding:
+                      title: str | None, media_type: str | None, classification: str) -> Holding:
     # Closing the read end as soon as the core stops reading turns the next write into BrokenPipeError.
     with source, io.BufferedReader(source, CHUNK) as reader:
-        return node.import_document(actor, reader, filename, title=title, media_type=media_type)
+        return node.import_document(actor, reader, filename, title=title, media_type=media_type,
+                                    classification=classification)
 
 
 @router.post("/holdings/documents", status_code=201, openapi_extra=_raw_body("application/octet-stream"))
@@ -185,6 +190,7 @@ async def import_document(
     title: Annotated[str | None, Query(description="A name for the holding; the file name if left out.")]
     = None,
     media_type: Annotated[str | None, Query(description="Guessed from the file name if left out.")] = None,
+    classification: ClassificationQuery = "OFFICIAL",
 ) -> JSONResponse:
     """Import a document sent as the raw request body; it is encrypted as it arrives."""
     limit = request.app.state.limits.max_document_bytes
@@ -197,7 +203,7 @@ async def import_document(
     # The core reads in a worker thread of its own pool, so that many slow uploads cannot take every
     # thread the other endpoints need. It always runs to the end and closes ``source``.
     worker = asyncio.ensure_future(anyio.to_thread.run_sync(
-        _import_from_pipe, node, actor, source, filename, title, media_type,
+        _import_from_pipe, node, actor, source, filename, title, media_type, classification,
         limiter=request.app.state.document_imports))
     try:
         await _feed(_body(request, limit, "document"), w, source)
@@ -262,6 +268,26 @@ def export_holding(holding_id: str, actor: ActorDep, node: NodeDep, fmt: FormatQ
         "X-Content-Type-Options": "nosniff",
     }
     return StreamingResponse(_read_all(body), headers=headers, background=BackgroundTask(body.close))
+
+
+class ShareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(description="The partner organisation to share the holding with.")
+    agreement: str | None = Field(None, description="Required: the id of the active data sharing agreement "
+                                                    "the holding is shared under.")
+
+
+@router.post("/holdings/{holding_id}/share", status_code=201)
+def share_holding(holding_id: str, request: ShareRequest, actor: ActorDep, node: NodeDep) -> dict[str, Any]:
+    """Seal the holding for a partner under an agreement and queue it; the server delivers it.
+
+    Refused (403 agreement_refused, with the rule and the reason) unless the agreement is active, names
+    the partner and covers the holding; a dataset carries only the agreed fields. The answer is the
+    new ledger entry (state queued); follow it at GET /v1/transfers/{id}.
+    """
+    transfer = node.share(actor, holding_id, request.to, agreement=request.agreement)
+    return transfer.to_json(now=node.clock())
 
 
 @router.post("/holdings/{holding_id}/shred")

@@ -2,7 +2,8 @@
 
 Beside the API, background threads keep the node's promises without anyone acting: they sign audit
 checkpoints, fetch trusted directories again (so a revocation bites within a minute), deliver
-transfers from the outbox, and swap checkpoints with partners (witnessing).
+transfers from the outbox, swap checkpoints with partners (witnessing), and delete received
+holdings whose retention or agreement ended (retention).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
           max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
           max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
           checkpoint_every: float = 300.0, directory_refresh: float = 20.0,
-          deliver_every: float = 2.0, retry_base: float = 2.0, witness_every: float = 300.0) -> None:
+          deliver_every: float = 2.0, retry_base: float = 2.0, witness_every: float = 300.0,
+          retention_every: float = 60.0) -> None:
     """Serve the API until interrupted, with the background work at the given intervals (seconds).
 
     Checkpoints are signed every ``checkpoint_every``; trusted directories fetched every
     ``directory_refresh``; due transfers delivered every ``deliver_every`` (failed attempts back off
-    from ``retry_base``); checkpoints swapped with partners every ``witness_every``.
+    from ``retry_base``); checkpoints swapped with partners every ``witness_every``; received holdings
+    past their retention or agreement deleted every ``retention_every``.
     """
     return_large_buffers()
     app = create_app(node, max_dataset_bytes=max_dataset_bytes, max_document_bytes=max_document_bytes)
@@ -43,6 +46,9 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
         threading.Thread(target=node.exchange.worker(retry_base=retry_base).run, args=(deliver_every, stop),
                          name="civicshare-delivery", daemon=True),
         _periodic("witnesses", witness_every, stop, lambda: _exchange_checkpoints(node)),
+        _periodic("retention", retention_every, stop, lambda: _sweep_retention(node)),
+        threading.Thread(target=_send_notices, args=(node, deliver_every, stop), name="civicshare-notices",
+                         daemon=True),
     ]
     for thread in threads:
         thread.start()
@@ -51,6 +57,7 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         stop.set()
+        node.notices.wake.set()
         for thread in threads:
             thread.join(timeout=15)
 
@@ -113,3 +120,24 @@ def _exchange_checkpoints(node: Node) -> None:
             if result.error:
                 log.warning("checkpoint exchange failed", organisation=org.id, partner=result.partner,
                             error=result.error[:200])
+
+
+def _sweep_retention(node: Node) -> None:
+    """Delete received holdings that may no longer be kept (certificates go to providers) and flag
+    providers' overdue certificates."""
+    report = node.retention.sweep()
+    if report.deleted or report.overdue:
+        log.info("retention sweep", deleted=len(report.deleted), overdue=len(report.overdue))
+
+
+def _send_notices(node: Node, every: float, stop: threading.Event) -> None:
+    """Send agreement notices and deletion certificates every ``every`` s, and at once when one is queued."""
+    while not stop.is_set():
+        node.notices.wake.wait(every)
+        node.notices.wake.clear()
+        if stop.is_set():
+            return
+        try:
+            node.send_notices()
+        except Exception as exc:  # noqa: BLE001 - the next round may succeed; the server must go on
+            log.warning("notices: sending failed", error=type(exc).__name__, detail=str(exc)[:200])

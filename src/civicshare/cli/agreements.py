@@ -1,4 +1,5 @@
-"""``agreement`` commands: the template to start from, and the register of data sharing agreements."""
+"""``agreement`` commands: the template to start from, the register of data sharing agreements, and the
+lifecycle (propose, sign, revoke)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import typer
 
 from civicshare.agreements.model import MAX_AGREEMENT_BYTES, DatasetItems
 from civicshare.agreements.register import AgreementRecord
-from civicshare.cli.context import STATE, out, print_json, print_table
+from civicshare.cli.context import STATE, err, out, print_json, print_table
 from civicshare.cli.org import OrgOpt
-from civicshare.errors import Conflict, UsageError
+from civicshare.errors import CivicshareError, Conflict, UsageError
+from civicshare.exchange.notices import Notice
+from civicshare.node import Node
 
-agreement_app = typer.Typer(help="Data sharing agreements: the template, and the register the ICO expects.",
-                            no_args_is_help=True)
+agreement_app = typer.Typer(help="Data sharing agreements: the template, the register the ICO expects, and "
+                                 "proposing, signing and revoking them.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="The agreement's id, such as DSA-2026-0001.")]
+VersionOpt = Annotated[int | None, typer.Option("--version", min=1, help="Which version (the newest if left out).")]
 
 
 @agreement_app.command("template")
@@ -77,8 +82,37 @@ def _describe(r: AgreementRecord) -> list[str]:
         f"  DPIA:            {a.dpia_reference}",
         f"  created:         {r.to_json()['created']} by {r.created_by}",
     ]
+    if r.proposed_by:
+        lines.append(f"  proposed:        {r.to_json()['proposed']} by {r.proposed_by}")
+    lines += [f"  signed:          {s.party} by {s.signed_by} on {s.to_json()['signed']}" for s in r.signatures]
+    if r.waiting_for and r.stored_state not in ("revoked", "superseded"):
+        lines.append(f"  waiting for:     {', '.join(r.waiting_for)}")
+    stop = r.stop_words()
+    lines.append(f"  in force:        {'yes' if stop is None else 'no: ' + stop}")
     lines += [f"  warning:         {w}" for w in r.warnings]
     return lines
+
+
+def _notice_lines(notices: list[Notice]) -> list[str]:
+    return [f"  notice:          {n.words()}" for n in notices]
+
+
+def _send_now(node: Node, org_id: str) -> None:
+    """Send what the command queued now; whatever cannot go yet stays queued for ``serve``."""
+    try:
+        node.send_notices(org_id)
+    except CivicshareError as exc:
+        err.print(f"The notices could not be sent yet ({exc.message}); 'civicshare serve' keeps trying.",
+                  markup=False)
+
+
+def _report(record: AgreementRecord, notices: list[Notice], json_out: bool, done: str) -> None:
+    if json_out:
+        print_json({**record.to_json(), "notices": [n.to_json() for n in notices]})
+        return
+    out.print(done, markup=False)
+    for line in _describe(record)[1:] + _notice_lines(notices):
+        out.print(line, markup=False)
 
 
 @agreement_app.command("create")
@@ -141,17 +175,72 @@ def list_(
 
 @agreement_app.command("show")
 def show(
-    agreement_id: Annotated[str, typer.Argument(metavar="ID", help="The agreement's id, such as DSA-2026-0001.")],
-    version: Annotated[int | None, typer.Option("--version", help="Which version (the newest if left out).")]
-    = None,
+    agreement_id: IdArg,
+    version: VersionOpt = None,
     org: OrgOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """One agreement: every field, its hash, state and warnings (--json includes the whole agreement)."""
+    """One agreement: every field, its hash, state, signatures, warnings and the notices still on their way
+    to other parties (--json includes the whole agreement)."""
     with STATE.node() as node:
-        record = node.agreement(STATE.operator(node, org), agreement_id, version)
+        actor = STATE.operator(node, org)
+        record = node.agreement(actor, agreement_id, version)
+        notices = node.agreement_notices(actor, agreement_id)
     if json_out:
-        print_json(record.to_json())
+        print_json({**record.to_json(), "notices": [n.to_json() for n in notices]})
         return
-    for line in _describe(record):
+    for line in _describe(record) + _notice_lines(notices):
         out.print(line, markup=False)
+
+
+@agreement_app.command("propose")
+def propose(agreement_id: IdArg, version: VersionOpt = None, org: OrgOpt = None, json_out: JsonOpt = False) -> None:
+    """Send a draft to every other party over the exchange (draft -> proposed)."""
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        record = node.propose_agreement(actor, agreement_id, version)
+        _send_now(node, actor.org_id)
+        record = node.agreement(actor, record.id, record.version)
+        notices = node.agreement_notices(actor, record.id)
+    others = [p for p in record.agreement.party_ids if p != record.org_id]
+    _report(record, notices, json_out, f"Proposed {record.id} version {record.version} to {', '.join(others)}.")
+
+
+@agreement_app.command("sign")
+def sign(
+    agreement_id: IdArg,
+    as_: Annotated[str, typer.Option("--as", metavar="NAME",
+                                     help="The data protection officer (a user with the dpo role) signing.")],
+    version: VersionOpt = None,
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign an agreement for the organisation with its key, for the named data protection officer."""
+    with STATE.node() as node:
+        org_id = node.resolve_org(org)
+        operator = STATE.operator_name()
+        dpo = node.dpo_actor(org_id, as_, operator=operator)
+        record = node.sign_agreement(dpo, agreement_id, version, operator=operator)
+        _send_now(node, org_id)
+        record = node.agreement(dpo, record.id, record.version)
+        notices = node.agreement_notices(dpo, record.id)
+    done = f"Signed {record.id} version {record.version} for {org_id} as {as_}."
+    _report(record, notices, json_out, done)
+
+
+@agreement_app.command("revoke")
+def revoke(
+    agreement_id: IdArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why, in one line; every party sees it.")],
+    version: VersionOpt = None,
+    org: OrgOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke an agreement for every party (the version in force, unless --version)."""
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        record = node.revoke_agreement(actor, agreement_id, reason, version)
+        _send_now(node, actor.org_id)
+        record = node.agreement(actor, record.id, record.version)
+        notices = node.agreement_notices(actor, record.id)
+    _report(record, notices, json_out, f"Revoked {record.id} version {record.version}: {record.revoked_reason}")

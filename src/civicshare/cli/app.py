@@ -73,6 +73,8 @@ def serve(
                                                                 "attempt, in seconds (doubles up to 300).")] = 2.0,
     witness_every: Annotated[float, typer.Option(help="Swap audit checkpoints with partners this often, "
                                                       "in seconds.")] = 300.0,
+    retention_every: Annotated[float, typer.Option(help="Delete received holdings whose retention or agreement "
+                                                        "ended this often, in seconds.")] = 60.0,
 ) -> None:
     """Run the API, the delivery worker and the witness exchange (later the web interface) until stopped."""
     from civicshare.api.server import serve as run
@@ -85,6 +87,8 @@ def serve(
         raise UsageError("--checkpoint-every must be at least 1 second.")
     if deliver_every <= 0 or retry_base <= 0 or witness_every <= 0:
         raise UsageError("--deliver-every, --retry-base and --witness-every must be more than 0 seconds.")
+    if retention_every <= 0:
+        raise UsageError("--retention-every must be more than 0 seconds.")
 
     with STATE.node() as node:
         # Unlock every keystore now, so a wrong passphrase fails at start rather than on first request.
@@ -94,7 +98,7 @@ def serve(
         run(node, host=host, port=port, max_dataset_bytes=max_dataset_mb << 20,
             max_document_bytes=max_document_mb << 20, checkpoint_every=checkpoint_every,
             directory_refresh=directory_refresh, deliver_every=deliver_every, retry_base=retry_base,
-            witness_every=witness_every)
+            witness_every=witness_every, retention_every=retention_every)
 
 
 @app.command()

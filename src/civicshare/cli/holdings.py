@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 def _describe(h: Holding) -> None:
     rows: list[tuple[str, object]] = [
         ("id", h.id), ("organisation", h.org_id), ("kind", h.kind), ("name", h.name),
-        ("media type", h.media_type), ("size", size_words(h.size)),
+        ("media type", h.media_type), ("classification", h.classification), ("size", size_words(h.size)),
     ]
     if h.kind == "dataset":
         rows += [("rows", h.rows), ("columns", ", ".join(h.columns or [])),
@@ -48,6 +48,9 @@ def import_(
     fmt: Annotated[str | None, typer.Option("--format", help="csv, xlsx or jsonl (default: by extension).")] = None,
     encoding: Annotated[str, typer.Option("--encoding",
                                           help="auto, utf-8, windows-1252 or latin-1.")] = "auto",
+    classification: Annotated[str, typer.Option("--classification", help="OFFICIAL, or OFFICIAL-SENSITIVE for "
+                                                "data under the SENSITIVE handling caveat; a share needs an "
+                                                "agreement that allows it.")] = "OFFICIAL",
     org: OrgOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -58,10 +61,12 @@ def import_(
         actor = STATE.operator(node, org)
         if dataset is not None:
             with err.status(f"Importing {file.name} ..."):
-                holding = node.import_dataset(actor, file, dataset, fmt=fmt, encoding=encoding, label=str(file))
+                holding = node.import_dataset(actor, file, dataset, fmt=fmt, encoding=encoding, label=str(file),
+                                              classification=classification)
         else:
             with file.open("rb") as fh, err.status(f"Encrypting {file.name} ..."):
-                holding = node.import_document(actor, fh, file.name, title=title, media_type=media_type)
+                holding = node.import_document(actor, fh, file.name, title=title, media_type=media_type,
+                                               classification=classification)
         if json_out:
             print_json(holding.to_json())
         elif holding.kind == "dataset":
@@ -80,8 +85,8 @@ def holdings_list(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
         if json_out:
             print_json([h.to_json() for h in items])
             return
-        print_table("Holdings", ["id", "kind", "name", "rows", "size", "created", "state"],
-                    [[h.id, h.kind, h.name, h.rows, size_words(h.size), iso(h.created_at),
+        print_table("Holdings", ["id", "kind", "name", "classification", "rows", "size", "created", "state"],
+                    [[h.id, h.kind, h.name, h.classification, h.rows, size_words(h.size), iso(h.created_at),
                       f"shredded {iso(h.shredded_at)}" if h.shredded else "held"] for h in items])
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,8 +38,9 @@ def _progress(t: Transfer) -> str:
 def share(
     holding_id: Annotated[str, typer.Argument(metavar="HOLDING", help="The holding to send.")],
     to: Annotated[str, typer.Option("--to", help="The partner organisation to send it to.")],
-    agreement: Annotated[str | None, typer.Option("--agreement", help="The data sharing agreement it is sent "
-                                                                      "under (its id).")] = None,
+    agreement: Annotated[str | None, typer.Option("--agreement", metavar="ID", help="Required: the active data "
+                                                  "sharing agreement it is shared under (its id). A dataset "
+                                                  "carries only the agreed fields.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the running server delivers it (or it fails).")]
     = False,
     timeout: Annotated[float, typer.Option("--timeout", help="With --wait: stop waiting after this many seconds "
@@ -49,7 +50,11 @@ def share(
     org: OrgOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Seal HOLDING for partner ORG and put it in the outbox; `civicshare serve` delivers it."""
+    """Seal HOLDING for partner ORG under an agreement and put it in the outbox; `civicshare serve` delivers it.
+
+    The agreement must be active, name ORG as a recipient and cover the holding and its classification;
+    otherwise the share is refused (and logged) with the rule and the reason.
+    """
     if wait and out_file is not None:
         raise UsageError("--wait is for the network route; an offline package is delivered by hand.")
     with STATE.node() as node:
@@ -78,13 +83,19 @@ def transfers_list(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
     """Every transfer sent, with its state: queued, sending, delivered, failed or exported."""
     with STATE.node() as node:
         found = node.transfers(STATE.operator(node, org))
+        now = node.clock()
     if json_out:
-        print_json([t.to_json() for t in found])
+        print_json([t.to_json(now=now) for t in found])
         return
     print_table("Transfers", ["id", "holding", "to", "route", "state", "bytes", "attempts", "created", "delivered",
-                              "problem"],
+                              "problem", "deletion at recipient"],
                 [[t.id, t.holding_id, t.recipient, t.route, t.state, _bytes(t), t.attempts, iso(t.created_at),
-                  iso(t.delivered_at), t.failed_reason or t.last_error] for t in found])
+                  iso(t.delivered_at), t.failed_reason or t.last_error, _deletion(t.deletion_json(now))]
+                 for t in found])
+
+
+def _deletion(deletion: dict[str, Any] | None) -> str:
+    return "" if deletion is None else str(deletion["words"])
 
 
 @transfers_app.command("show")
@@ -93,7 +104,8 @@ def transfers_show(transfer_id: Annotated[str, typer.Argument(metavar="ID")], or
     """One transfer: its progress, the manifest it was sent with and the recipient's verified receipt."""
     with STATE.node() as node:
         transfer = node.transfer(STATE.operator(node, org), transfer_id)
-    data = transfer.to_json(detail=True)
+        now = node.clock()
+    data = transfer.to_json(detail=True, now=now)
     if json_out:
         print_json(data)
         return
@@ -102,14 +114,17 @@ def transfers_show(transfer_id: Annotated[str, typer.Argument(metavar="ID")], or
     rows: list[tuple[str, object]] = [
         ("id", transfer.id), ("from", transfer.org_id), ("to", transfer.recipient), ("route", transfer.route),
         ("state", transfer.state), ("holding", f"{transfer.holding_id} ({holding['kind']} {holding['name']!r})"),
-        ("agreement", transfer.agreement or "none"), ("bytes", _bytes(transfer)), ("attempts", transfer.attempts),
+        ("agreement", _agreement(manifest["agreement"])), ("bytes", _bytes(transfer)),
+        ("attempts", transfer.attempts),
         ("created", f"{iso(transfer.created_at)} by {transfer.created_by}"),
         ("plaintext", f"{manifest['plaintext']['size']} bytes, sha256 {manifest['plaintext']['sha256']}"),
         ("ciphertext", f"{manifest['ciphertext']['size']} bytes, sha256 {manifest['ciphertext']['sha256']}"),
         ("parts", f"{manifest['parts']} of up to {manifest['part_size']} bytes"),
     ]
+    rows.append(("classification", holding["classification"]))
     if holding["rows"] is not None:
         rows.append(("rows", holding["rows"]))
+        rows.append(("fields", ", ".join(c["name"] for c in holding["columns"] or [])))
     if transfer.last_error and transfer.state != DELIVERED:
         rows.append(("last error", transfer.last_error))
     if transfer.next_attempt_at and transfer.state in ("queued", "sending"):
@@ -122,8 +137,18 @@ def transfers_show(transfer_id: Annotated[str, typer.Argument(metavar="ID")], or
         rows += [("delivered", iso(transfer.delivered_at)),
                  ("receipt", f"verified: signed by {transfer.recipient}, their holding {body['holding']}, "
                              f"received {body['received']}")]
+    if data["deletion"] is not None:
+        deletion, certificate = data["deletion"], data["deletion"]["certificate"]
+        rows.append(("deletion", deletion["words"] + (f" (deleted {certificate['body']['deleted']}: "
+                                                     f"{certificate['body']['reason']})" if certificate else "")))
     for label, value in rows:
         out.print(f"{label:>12}: {value}", markup=False)
+
+
+def _agreement(ref: dict[str, object] | None) -> str:
+    if ref is None:
+        return "none"
+    return f"{ref['id']} version {ref['version']} (sha256 {ref['sha256']})"
 
 
 def inbox(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
@@ -137,8 +162,9 @@ def inbox(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
     for item in found:
         data = item.to_json()
         rows.append([data["sender"], data["transfer"], data["state"], data["holding"], data["kind"], data["name"],
-                     size_words(data["size"]), data["rows"], data["received"]])
-    print_table("Inbox", ["from", "transfer", "state", "holding", "kind", "name", "size", "rows", "received"], rows)
+                     size_words(data["size"]), data["rows"], data["received"], _deletion(data["deletion"])])
+    print_table("Inbox", ["from", "transfer", "state", "holding", "kind", "name", "size", "rows", "received",
+                          "retention"], rows)
 
 
 def receive(

@@ -3,9 +3,11 @@
 One attempt is: claim the transfer (state ``sending``, attempts + 1), ``PUT`` the manifest (the
 answer says which parts the recipient already has), ``PUT`` only the missing parts, each read from
 the sealed payload at its offset, one part in memory at a time, then ``POST`` commit and verify the
-receipt. The ledger row is the only state, and the recipient's answers are idempotent, so a crash at
-any point costs at most a repeated part. A fault on the path is retried with exponential backoff and
-jitter; a refusal the protocol calls permanent fails the transfer with the reason.
+receipt. Before each attempt the agreement the transfer went under is checked again: once it has
+ended, been revoked or superseded, the transfer fails for good with that reason. The ledger row is
+the only state, and the recipient's answers are idempotent, so a crash at any point costs at most a
+repeated part. A fault on the path is retried with exponential backoff and jitter; a refusal the
+protocol calls permanent fails the transfer with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from civicshare.errors import CivicshareError, PartnerRevoked, UnknownSender
+from civicshare.errors import AgreementRefused, CivicshareError, PartnerRevoked, UnknownSender
 from civicshare.exchange.transfers import DELIVERED, RECEIVING, Transfer
 
 if TYPE_CHECKING:
@@ -33,7 +35,8 @@ WORKER = "delivery"
 MAX_BACKOFF = 300.0
 IN_FLIGHT = 2  # parts sent at once
 # Codes the protocol calls permanent: retrying cannot help (docs/protocol.md).
-PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manifest_refused", "not_found"})
+PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manifest_refused", "not_found",
+                       "agreement_refused"})
 
 
 class _Refused(Exception):
@@ -141,6 +144,10 @@ class DeliveryWorker:
         return outcome
 
     def _send(self, transfer: Transfer, client: Any, progress: dict[str, int]) -> None:
+        try:
+            self.outbox.recheck(transfer)
+        except AgreementRefused as exc:
+            raise _Refused(exc.message, permanent=True, code=exc.code) from None
         try:
             self._exchange(transfer, client, progress)
         except _Refused:

@@ -1,5 +1,8 @@
 """The recipient's inbox: manifests, parts and commits of arriving transfers, and offline packages.
 
+The agreement the manifest names is checked independently of the sender when the manifest arrives
+and again at commit (AgreementGuard.check_arrival); a refusal is audited and nothing is stored.
+
 Every step is idempotent, because the sender repeats whatever it is not sure arrived:
 
 * the same manifest again answers the current status; a different one for the same transfer id is
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -30,6 +32,7 @@ from civicshare.access import Actor, Permission
 from civicshare.canonical import canonical_json
 from civicshare.db import tables as t
 from civicshare.errors import (
+    AgreementRefused,
     CivicshareError,
     Conflict,
     DigestMismatch,
@@ -113,6 +116,8 @@ class Inbox:
                 "receipt": row.receipt}
 
     def _refuse(self, org_id: str, sender: str, transfer: str | None, exc: CivicshareError, **details: Any) -> None:
+        if isinstance(exc, AgreementRefused):
+            details.update(rule=exc.rule)
         self.node.audit.append(org_id, RECEIVER, "transfer.refused", transfer, "refused", {
             "sender": sender, "code": exc.code, "reason": exc.message, **details})
 
@@ -147,11 +152,17 @@ class Inbox:
             raise NotForUs(f"Transfer {transfer} is sealed to {manifest.age_recipient}, which is not the receiving "
                            f"key of {org_id}.")
         text = canonical_json(document).decode("utf-8")
+        begun = self._row(org_id, transfer)
+        if begun is None or begun.state == RECEIVING:
+            # Once delivered, a repeated manifest is answered with the receipt, whatever became of the agreement.
+            self.node.agreement_guard.check_arrival(org_id, manifest)
+        ref = manifest.agreement
         try:
             with self.node.db.engine.begin() as conn:
                 conn.execute(insert(t.inbound).values(
                     org_id=org_id, transfer_id=transfer, sender=sender, route=route, state=RECEIVING,
-                    manifest=text, bytes_received=0, created_at=self.node.clock()))
+                    manifest=text, bytes_received=0, created_at=self.node.clock(), agreement_id=ref.id,
+                    agreement_version=ref.version, agreement_hash=ref.sha256))
         except SAIntegrityError:
             pass  # begun before (or at this moment by a repeat); compared below
         row = self._row(org_id, transfer)
@@ -298,17 +309,21 @@ class Inbox:
         node, org_id = self.node, row.org_id
         name = creator_name(row.transfer_id, row.sender)
         holding = self._adopt(org_id, Actor.operator(org_id, name).name)
+        try:
+            # Again: it may have ended or been revoked since the manifest arrived.
+            node.agreement_guard.check_arrival(org_id, manifest)
+        except AgreementRefused as exc:
+            self._refuse(org_id, row.sender, row.transfer_id, exc, step="commit")
+            self._close_refused(row, exc)
+            if holding is not None and not holding.shredded:  # stored by a commit that crashed
+                node.holdings.shred(Actor.operator(org_id, RECEIVER), holding.id)
+            raise
         if holding is None:
             try:
                 holding = open_payload(node, org_id, source, manifest, actor_name=name)
             except NotForUs as exc:
                 self._refuse(org_id, row.sender, row.transfer_id, exc, step="commit")
-                with node.db.engine.begin() as conn:
-                    conn.execute(update(t.inbound).where(
-                        t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
-                        t.inbound.c.state == RECEIVING).values(state=REFUSED, refused_reason=exc.message,
-                                                                 completed_at=node.clock()))
-                self.staging.drop(org_id, row.transfer_id)
+                self._close_refused(row, exc)
                 raise
             except IntegrityError as exc:
                 # Damage on the path: the parts go, the transfer stays open for the sender to resend.
@@ -331,15 +346,26 @@ class Inbox:
         key_id, _public = node.keys.signing_key(org_id)
         store = node.keystore(org_id)
         document = sign_receipt(receipt, key_id, lambda data: store.sign(key_id, data))
+        from civicshare.agreements.retention import retain_until  # how long the agreement lets us keep it
+        keep_until = retain_until(node, org_id, manifest.agreement, now)
         with node.db.engine.begin() as conn:
             conn.execute(update(t.inbound).where(
                 t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
                 t.inbound.c.state == RECEIVING,
             ).values(state=DELIVERED, holding_id=holding.id, receipt=canonical_json(document).decode("utf-8"),
-                     bytes_received=manifest.ciphertext.size, completed_at=now))
+                     bytes_received=manifest.ciphertext.size, completed_at=now, retain_until=keep_until))
         final = self._row(org_id, row.transfer_id)
         assert final is not None
         return final
+
+    def _close_refused(self, row: InboundTransfer, exc: CivicshareError) -> None:
+        """Refuse the transfer for good: the reason is kept, the staged parts go."""
+        with self.node.db.engine.begin() as conn:
+            conn.execute(update(t.inbound).where(
+                t.inbound.c.org_id == row.org_id, t.inbound.c.transfer_id == row.transfer_id,
+                t.inbound.c.state == RECEIVING).values(state=REFUSED, refused_reason=exc.message,
+                                                         completed_at=self.node.clock()))
+        self.staging.drop(row.org_id, row.transfer_id)
 
     # The offline route -------------------------------------------------------------------------
 
@@ -348,7 +374,7 @@ class Inbox:
 
         A repeat import of the same package stores nothing new and writes the same receipt again.
         """
-        from civicshare.exchange.package import read_package
+        from civicshare.exchange.package import read_package, write_receipt
 
         actor.require(Permission.HOLDINGS_IMPORT, "receive transfers")
         org_id = actor.org_id
@@ -368,16 +394,7 @@ class Inbox:
                             row = self._open(row, manifest, source)
                 self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
-        _write_receipt(receipt_out, canonical_json(row.receipt) + b"\n")
+        write_receipt(receipt_out, canonical_json(row.receipt) + b"\n")
         return {"version": VERSION, "kind": "package", "transfer": row.transfer_id, "sender": row.sender,
                 "holding": row.holding_id, "receipt": str(receipt_out), "state": row.state}
 
-
-def _write_receipt(path: Path, data: bytes) -> None:
-    """Write the receipt file (public: it holds hashes and signatures, no personal data), atomically."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temp, path)

@@ -1,9 +1,11 @@
 """The manifest: the sender's signed description of one transfer (signed document kind ``manifest``).
 
-It names the transfer, both organisations, the holding (its kind, name and, for a dataset, the row
-count and columns), the sizes and SHA-256 of the plaintext and of the age ciphertext, the age
-recipient the ciphertext is sealed to, and the SHA-256 of every part the ciphertext is sent in. The
-recipient checks every byte it receives against it, so the manifest is all it needs to trust.
+It names the transfer, both organisations, the data sharing agreement it moves under (id, version and
+the SHA-256 of its canonical form), the holding (its kind, name, classification and, for a dataset,
+the row count and the columns, only the agreed ones), the sizes and SHA-256 of the plaintext and of
+the age ciphertext, the age recipient the ciphertext is sealed to, and the SHA-256 of every part the
+ciphertext is sent in. The recipient checks every byte it receives against it, so the manifest is
+all it needs to trust.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from civicshare.agreements.model import CLASSIFICATIONS
 from civicshare.canonical import canonical_json
 from civicshare.errors import InvalidInput, TooLarge, UsageError
 from civicshare.exchange.fields import (
@@ -27,6 +30,7 @@ from civicshare.exchange.fields import (
     org_id,
     parse_time,
     read_document,
+    sha256_hex,
     text_line,
     transfer_id,
 )
@@ -46,10 +50,28 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 DATASET, DOCUMENT = "dataset", "document"
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
-AGREEMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+# Agreement ids as the register writes and checks them (civicshare.agreements.validate.ID_RE).
+AGREEMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,63}")
+MAX_AGREEMENT_VERSION = 1_000_000
 _FIELDS = ("transfer", "sender", "recipient", "created", "agreement", "holding", "plaintext", "ciphertext",
            "parts")
-_HOLDING_FIELDS = ("id", "kind", "name", "media_type", "rows", "columns")
+_HOLDING_FIELDS = ("id", "kind", "name", "media_type", "classification", "rows", "columns")
+_AGREEMENT_FIELDS = ("id", "version", "sha256")
+
+
+@dataclass(frozen=True)
+class AgreementRef:
+    """The agreement a transfer moves under: its id, version and the SHA-256 of its canonical form.
+
+    The hash decides: the recipient looks the agreement up by it, so both ends hold the very same text.
+    """
+
+    id: str
+    version: int
+    sha256: str
+
+    def to_body(self) -> dict[str, Any]:
+        return {"id": self.id, "version": self.version, "sha256": self.sha256}
 
 
 @dataclass(frozen=True)
@@ -62,10 +84,12 @@ class HoldingInfo:
     media_type: str
     rows: int | None
     columns: list[dict[str, str]] | None
+    classification: str
 
     def to_body(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "name": self.name, "media_type": self.media_type,
-                "rows": self.rows, "columns": [dict(c) for c in self.columns] if self.columns is not None else None}
+                "classification": self.classification, "rows": self.rows,
+                "columns": [dict(c) for c in self.columns] if self.columns is not None else None}
 
     @property
     def column_names(self) -> list[str]:
@@ -83,7 +107,7 @@ class Manifest:
     sender: str
     recipient: str
     created: datetime
-    agreement: str | None
+    agreement: AgreementRef
     holding: HoldingInfo
     plaintext: Digest
     ciphertext: Digest
@@ -94,7 +118,8 @@ class Manifest:
     def to_body(self) -> dict[str, Any]:
         return {
             "transfer": self.transfer, "sender": self.sender, "recipient": self.recipient,
-            "created": doc_time(self.created), "agreement": self.agreement, "holding": self.holding.to_body(),
+            "created": doc_time(self.created), "agreement": self.agreement.to_body(),
+            "holding": self.holding.to_body(),
             "plaintext": self.plaintext.to_body(),
             "ciphertext": {**self.ciphertext.to_body(), "age_recipient": self.age_recipient},
             "parts": {"size": self.part_size, "sha256": list(self.part_hashes)},
@@ -123,7 +148,8 @@ class Manifest:
         sender = check.field(body, "sender", org_id)
         recipient = check.field(body, "recipient", org_id)
         created = check.field(body, "created", parse_time)
-        agreement = check.field(body, "agreement", _agreement)
+        # A missing agreement is noted by ``fields``.
+        agreement = _agreement(check, body["agreement"]) if "agreement" in body else AgreementRef("", 0, "")
         holding = _holding(check, body.get("holding"))
         plaintext = check.digest(body.get("plaintext"), "plaintext", extra=())
         ciphertext = check.digest(body.get("ciphertext"), "ciphertext", extra=("age_recipient",))
@@ -146,28 +172,40 @@ class Manifest:
                    part_size, tuple(part_hashes))
 
 
+def _agreement(check: Checker, value: object) -> AgreementRef:
+    if not isinstance(value, dict):
+        check.add('must name the data sharing agreement: {"id": ..., "version": ..., "sha256": ...}', "agreement")
+        return AgreementRef("", 0, "")
+    check.fields(value, _AGREEMENT_FIELDS, "agreement.", "agreement reference")
+    agreement_id = check.field(value, "id", _agreement_id, "agreement.")
+    version = check.field(value, "version", _agreement_version, "agreement.")
+    sha256 = check.field(value, "sha256", sha256_hex, "agreement.")
+    return AgreementRef(agreement_id, version, sha256)
+
+
 def _holding(check: Checker, value: object) -> HoldingInfo:
     if not isinstance(value, dict):
         check.add("must be an object describing the holding", "holding")
-        return HoldingInfo("", "", "", "", None, None)
+        return HoldingInfo("", "", "", "", None, None, "")
     check.fields(value, _HOLDING_FIELDS, "holding.", "holding description")
     hid = check.field(value, "id", holding_id, "holding.")
     kind = check.field(value, "kind", _kind, "holding.")
     name = check.field(value, "name", lambda v: text_line(v, MAX_NAME), "holding.")
     media_type = check.field(value, "media_type", _media_type, "holding.")
+    classification = check.field(value, "classification", _classification, "holding.")
     rows, columns = value.get("rows"), value.get("columns")
     if kind == DOCUMENT:
         if rows is not None:
             check.add("must be null for a document", "holding.rows")
         if columns is not None:
             check.add("must be null for a document", "holding.columns")
-        return HoldingInfo(hid, kind, name, media_type, None, None)
+        return HoldingInfo(hid, kind, name, media_type, None, None, classification)
     if kind == DATASET:
         if media_type is not None and media_type != PARQUET_MEDIA_TYPE:
             check.add(f"must be {PARQUET_MEDIA_TYPE} for a dataset", "holding.media_type")
         rows = check.field(value, "rows", byte_count, "holding.")
-        return HoldingInfo(hid, kind, name, media_type, rows, _columns(check, columns))
-    return HoldingInfo(hid, kind, name, media_type, None, None)
+        return HoldingInfo(hid, kind, name, media_type, rows, _columns(check, columns), classification)
+    return HoldingInfo(hid, kind, name, media_type, None, None, classification)
 
 
 def _columns(check: Checker, value: object) -> list[dict[str, str]]:
@@ -233,11 +271,22 @@ def _media_type(value: object) -> str:
     return value
 
 
-def _agreement(value: object) -> str | None:
-    if value is None:
-        return None
+def _agreement_id(value: object) -> str:
     if not isinstance(value, str) or not AGREEMENT_RE.fullmatch(value):
-        raise InvalidInput("must be null or the id of a data sharing agreement")
+        raise InvalidInput("must be the id of a data sharing agreement, such as DSA-2026-0001")
+    return value
+
+
+def _agreement_version(value: object) -> int:
+    if type(value) is not int or not 0 < value <= MAX_AGREEMENT_VERSION:
+        raise InvalidInput("must be the agreement's version number, a whole number from 1")
+    return value
+
+
+def _classification(value: object) -> str:
+    if value not in CLASSIFICATIONS:
+        raise InvalidInput(f"must be one of {', '.join(CLASSIFICATIONS)}")
+    assert isinstance(value, str)
     return value
 
 

@@ -1,6 +1,9 @@
 """The sender's outbox and ledger: sealing a holding for a partner, and every state change after.
 
-``share`` seals the holding to the partner's age recipient into ``outbox/<org>/<transfer>.age``,
+``share`` first checks the data sharing agreement it names (civicshare.agreements.enforce): active,
+naming this organisation as provider and the partner as recipient, covering the holding and its
+classification. A dataset is minimised to the agreed fields before it is sealed. It then seals the
+holding to the partner's age recipient into ``outbox/<org>/<transfer>.age``,
 signs the manifest and records the transfer (state ``queued``) in one insert: the transfer exists in
 the outbox before a byte is sent. The delivery worker moves it through ``sending`` to ``delivered``
 or ``failed``; the offline route writes a package instead (``exported``) and is closed by the
@@ -18,11 +21,27 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 
 from civicshare.access import Actor, Permission
+from civicshare.agreements.enforce import (
+    RULE_ACTIVE,
+    RULE_NEEDED,
+    HoldingFacts,
+    check_share,
+    require_active,
+    require_agreement,
+)
 from civicshare.canonical import canonical_json
 from civicshare.clock import new_id
 from civicshare.db import tables as t
-from civicshare.errors import CivicshareError, Conflict, IntegrityError, NotFound, UsageError
-from civicshare.exchange.manifest import PART_SIZE, Manifest, sign_manifest
+from civicshare.errors import (
+    AgreementRefused,
+    CivicshareError,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    UsageError,
+)
+from civicshare.exchange.manifest import PART_SIZE, AgreementRef, Manifest, sign_manifest
 from civicshare.exchange.receipt import Receipt, check_receipt, parse_receipt, peek_receipt
 from civicshare.exchange.transfers import (
     DELIVERED,
@@ -36,6 +55,7 @@ from civicshare.exchange.transfers import (
 )
 
 if TYPE_CHECKING:
+    from civicshare.agreements.register import AgreementRecord
     from civicshare.node import Node
 
 # While a worker sends a transfer it holds it this long; it renews the hold after every part.
@@ -52,10 +72,13 @@ class Outbox:
 
     def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
               out: Path | None = None, part_size: int = PART_SIZE) -> Transfer:
-        """Seal ``holding_id`` to partner ``to`` and record the transfer; nothing is sent here.
+        """Seal ``holding_id`` to partner ``to`` under ``agreement`` and record the transfer; nothing is sent here.
 
-        With ``out`` the package is written there instead (the offline route, state ``exported``).
-        If anything fails, nothing is left behind: no ledger row, no payload, no package.
+        ``agreement`` is the id of an active agreement in this organisation's register (its newest
+        version signed by every party) that allows this share; AgreementRefused, audited, otherwise.
+        A dataset carries only the agreed fields. With ``out`` the package is written there instead
+        (the offline route, state ``exported``). If anything fails, nothing is left behind: no ledger
+        row, no payload, no package.
         """
         from civicshare.exchange.package import write_package
         from civicshare.exchange.payload import seal_holding
@@ -73,6 +96,9 @@ class Outbox:
             if route == NETWORK and not partner.endpoint:
                 raise UsageError(f"{to}'s card names no endpoint, so it cannot be reached over the network; "
                                  "share with --out FILE and carry the package to them.")
+            record, columns = self._agreed(actor, holding_id, to, agreement)
+            ref = AgreementRef(record.id, record.version, record.hash)
+            event.update(agreement=record.id, agreement_version=record.version, agreement_hash=record.hash)
             transfer_id = new_id("t", node.rng)
             event["object"] = transfer_id
             folder = node.layout.outbox_dir(actor.org_id)
@@ -80,10 +106,11 @@ class Outbox:
             dest = folder / f"{transfer_id}.age"
             wrote_package = False
             try:
-                sealed = seal_holding(node, actor, holding_id, partner.age_recipient, dest, part_size=part_size)
+                sealed = seal_holding(node, actor, holding_id, partner.age_recipient, dest, part_size=part_size,
+                                      columns=columns)
                 now = node.clock()
                 # Manifests state times to the second.
-                manifest = Manifest(transfer_id, actor.org_id, to, now.replace(microsecond=0), agreement,
+                manifest = Manifest(transfer_id, actor.org_id, to, now.replace(microsecond=0), ref,
                                     sealed.holding, sealed.plaintext, sealed.ciphertext, partner.age_recipient,
                                     sealed.part_size, tuple(sealed.part_hashes))
                 key_id, _public = node.keys.signing_key(actor.org_id)
@@ -95,7 +122,8 @@ class Outbox:
                 with node.db.engine.begin() as conn:
                     conn.execute(insert(t.transfers).values(
                         id=transfer_id, org_id=actor.org_id, holding_id=sealed.holding.id, recipient=to,
-                        agreement_id=agreement, route=route, state=EXPORTED if out is not None else QUEUED,
+                        agreement_id=record.id, agreement_version=record.version, agreement_hash=record.hash,
+                        route=route, state=EXPORTED if out is not None else QUEUED,
                         manifest=canonical_json(document).decode("utf-8"),
                         payload=None if out is not None else str(dest.relative_to(node.layout.home)),
                         size=sealed.ciphertext.size, bytes_sent=0, attempts=0,
@@ -109,8 +137,39 @@ class Outbox:
             if out is not None:
                 dest.unlink(missing_ok=True)  # the package carries the ciphertext now
             event.update(kind=sealed.holding.kind, plaintext_size=sealed.plaintext.size,
-                         ciphertext_size=sealed.ciphertext.size, parts=len(sealed.part_hashes))
+                         ciphertext_size=sealed.ciphertext.size, parts=len(sealed.part_hashes),
+                         fields=sealed.holding.column_names if columns is not None else None)
             return self._get(actor.org_id, transfer_id)
+
+    def _agreed(self, actor: Actor, holding_id: str, to: str,
+                agreement: str | None) -> tuple[AgreementRecord, list[str] | None]:
+        """The agreement this share goes under, once it allows it; and the columns to seal (datasets)."""
+        agreement_id = require_agreement(agreement)
+        try:
+            record = self.node.agreement_register.find(actor.org_id, agreement_id)
+        except NotFound:
+            raise AgreementRefused(RULE_NEEDED, f"{actor.org_id} has no agreement {agreement_id} in its "
+                                                "register") from None
+        holding = self.node.holdings.lookup(actor, holding_id)
+        facts = HoldingFacts(holding.kind, holding.name, holding.media_type,
+                             tuple(holding.columns) if holding.columns is not None else None, holding.classification)
+        return record, check_share(record, actor.org_id, to, facts)
+
+    def recheck(self, transfer: Transfer) -> None:
+        """Before each delivery attempt: the agreement the transfer went under must still be active.
+
+        AgreementRefused, with the plain reason, once it ended, was revoked or superseded.
+        """
+        try:
+            ref = transfer.manifest.agreement
+        except InvalidInput:
+            raise AgreementRefused(RULE_NEEDED, f"transfer {transfer.id} was queued before agreements were "
+                                                "enforced; share the holding again under an agreement") from None
+        record = self.node.agreement_register.by_hash(transfer.org_id, ref.sha256)
+        if record is None:
+            raise AgreementRefused(RULE_ACTIVE, f"agreement {ref.id} version {ref.version} is no longer in the "
+                                                f"register of {transfer.org_id}")
+        require_active(record)
 
     # The ledger --------------------------------------------------------------------------------
 
@@ -206,10 +265,13 @@ class Outbox:
                             via="receipt")
         now = node.clock()
         c = t.transfers.c
+        from civicshare.agreements.retention import deletion_due  # the recipient must delete it by then
+        due = deletion_due(node, transfer.org_id, transfer.manifest.agreement, now)
         with node.db.engine.begin() as conn:
             changed = conn.execute(update(t.transfers).where(c.id == transfer.id, c.state.in_(_OPEN)).values(
                 state=DELIVERED, delivered_at=now, receipt=canonical_json(document).decode("utf-8"),
-                bytes_sent=transfer.size, last_error=None, next_attempt_at=None, updated_at=now)).rowcount
+                bytes_sent=transfer.size, last_error=None, next_attempt_at=None, updated_at=now,
+                deletion_due_at=due)).rowcount
         if changed != 1:
             return False
         node.audit.append(transfer.org_id, actor_name, "transfer.delivered", transfer.id, details={

@@ -146,3 +146,14 @@ def package_kind(path: Path) -> str:
             raise InvalidInput(f"{path.name} is a civicshare {document['civicshare']!r} document, not a package "
                                "or a receipt.")
     raise InvalidInput(f"{path.name} is neither a civicshare package (a tar file) nor a receipt (JSON).")
+
+
+def write_receipt(path: Path, data: bytes) -> None:
+    """Write the receipt file of an offline package (public: it holds hashes and signatures, no personal
+    data), atomically."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(temp, path)

@@ -34,6 +34,7 @@ from civicshare.exchange.manifest import (
     MAX_PART_SIZE,
     PARQUET_MEDIA_TYPE,
     PART_SIZE,
+    AgreementRef,
     HoldingInfo,
     Manifest,
 )
@@ -141,7 +142,7 @@ class SealedPayload:
     holding: HoldingInfo
 
     def manifest(self, *, transfer: str, sender: str, recipient: str, created: datetime, age_recipient: str,
-                 agreement: str | None = None) -> Manifest:
+                 agreement: AgreementRef) -> Manifest:
         """The manifest describing this payload (unsigned; see ``sign_manifest``)."""
         return Manifest(transfer, sender, recipient, created.replace(microsecond=0), agreement, self.holding,
                         self.plaintext, self.ciphertext, age_recipient, self.part_size, self.part_hashes)
@@ -177,7 +178,8 @@ def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, 
                 plain.record(*reseal(fh, [key], [age_recipient], _tee(sink.write, cipher.update)))
 
         write_new_file(dest, reseal_document)
-        info = HoldingInfo(holding.id, DOCUMENT, holding.name, holding.media_type, None, None)
+        info = HoldingInfo(holding.id, DOCUMENT, holding.name, holding.media_type, None, None,
+                           holding.classification)
     else:
         with memory_file("civicshare-payload") as (_fd, path):
             rows, chosen = plain_parquet(blob, key, path, columns)
@@ -189,7 +191,7 @@ def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, 
 
                 write_new_file(dest, seal_table)
         info = HoldingInfo(holding.id, DATASET, holding.name, PARQUET_MEDIA_TYPE, rows,
-                           [{"name": c, "type": "string"} for c in chosen])
+                           [{"name": c, "type": "string"} for c in chosen], holding.classification)
     return SealedPayload(dest, plain.digest(), cipher.digest(), part_size, cipher.part_hashes, info)
 
 
@@ -303,4 +305,4 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
     return node.holdings.import_received(
         actor, info.kind, info.name, info.media_type,
         store_dataset if info.kind == DATASET else store_document,
-        received_from=manifest.sender, transfer=manifest.transfer)
+        received_from=manifest.sender, transfer=manifest.transfer, classification=info.classification)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from civicshare.access import Actor
 from civicshare.canonical import parse_json
-from civicshare.clock import iso, utc
+from civicshare.clock import iso, system_clock, utc
 from civicshare.errors import StillPending
 from civicshare.exchange.manifest import Manifest, manifest_sha256, peek_manifest
 
@@ -33,16 +33,24 @@ QUEUED, SENDING, DELIVERED, FAILED, EXPORTED = "queued", "sending", "delivered",
 RECEIVING, REFUSED = "receiving", "refused"
 NETWORK, OFFLINE = "network", "offline"
 SENDER_STATES = (QUEUED, SENDING, DELIVERED, FAILED, EXPORTED)
+# Deletion of a delivered holding at the recipient, as each side's ledger shows it.
+DELETION_VERIFIED, DELETION_DUE, DELETION_OVERDUE, DELETION_DONE = "verified", "due", "overdue", "deleted"
+# A deletion certificate may take this long after the deletion is due before the provider flags it.
+DELETION_GRACE = timedelta(days=1)
 
 
 def _time(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
+def _day(moment: datetime) -> str:
+    return utc(moment).date().isoformat()
+
+
 def manifest_summary(manifest: Manifest) -> dict[str, Any]:
     """What a person needs to know of a manifest: the holding, sizes and hashes, the parts."""
     return {
-        "holding": manifest.holding.to_body(), "agreement": manifest.agreement,
+        "holding": manifest.holding.to_body(), "agreement": manifest.agreement.to_body(),
         "created": iso(manifest.created), "plaintext": manifest.plaintext.to_body(),
         "ciphertext": manifest.ciphertext.to_body(), "age_recipient": manifest.age_recipient,
         "part_size": manifest.part_size, "parts": manifest.part_count,
@@ -80,13 +88,21 @@ class Transfer:
     updated_at: datetime
     delivered_at: datetime | None
     receipt_text: str | None
+    agreement_version: int | None = None
+    agreement_hash: str | None = None
+    # When the recipient must have deleted its copy, and its deletion certificate once verified.
+    deletion_due_at: datetime | None = None
+    deletion_certificate_text: str | None = None
+    deletion_verified_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Transfer:
         return cls(row.id, row.org_id, row.holding_id, row.recipient, row.agreement_id, row.route, row.state,
                    row.manifest, row.payload, row.size, row.bytes_sent, row.attempts, row.last_error,
                    row.failed_reason, _time(row.next_attempt_at), utc(row.created_at), row.created_by,
-                   utc(row.updated_at), _time(row.delivered_at), row.receipt)
+                   utc(row.updated_at), _time(row.delivered_at), row.receipt, row.agreement_version,
+                   row.agreement_hash, _time(row.deletion_due_at), row.deletion_certificate,
+                   _time(row.deletion_verified_at))
 
     @property
     def manifest_document(self) -> dict[str, Any]:
@@ -104,8 +120,40 @@ class Transfer:
     def payload_path(self, home: Path) -> Path | None:
         return None if self.payload is None else home / self.payload
 
-    def to_json(self, *, detail: bool = False) -> dict[str, Any]:
-        """The ledger entry. Field names are stable: scripts and the fault tests read them."""
+    @property
+    def deletion_certificate(self) -> dict[str, Any] | None:
+        # Only ever stored after it verified (signature, transfer, hashes and agreement).
+        return None if self.deletion_certificate_text is None else _document(self.deletion_certificate_text)
+
+    def deletion_state(self, now: datetime) -> str | None:
+        """verified, due or overdue (``DELETION_GRACE`` after it was due); None when nothing is due."""
+        if self.deletion_verified_at is not None:
+            return DELETION_VERIFIED
+        if self.deletion_due_at is None:
+            return None
+        return DELETION_OVERDUE if now > self.deletion_due_at + DELETION_GRACE else DELETION_DUE
+
+    def deletion_json(self, now: datetime) -> dict[str, Any] | None:
+        """The recipient's deletion of its copy, as the provider knows it, with plain words."""
+        state = self.deletion_state(now)
+        if state is None:
+            return None
+        if state == DELETION_VERIFIED:
+            words = "deleted at recipient, certificate verified"
+        elif state == DELETION_OVERDUE:
+            assert self.deletion_due_at is not None
+            words = f"overdue since {_day(self.deletion_due_at + DELETION_GRACE)} (no deletion certificate)"
+        else:
+            assert self.deletion_due_at is not None
+            words = f"due on {_day(self.deletion_due_at)}"
+        return {"state": state, "due": iso(self.deletion_due_at), "certificate": self.deletion_certificate,
+                "verified_at": iso(self.deletion_verified_at), "words": words}
+
+    def to_json(self, *, detail: bool = False, now: datetime | None = None) -> dict[str, Any]:
+        """The ledger entry. Field names are stable: scripts and the fault tests read them.
+
+        ``now`` is the moment an overdue deletion is judged at: pass the node's clock.
+        """
         data: dict[str, Any] = {
             "version": VERSION, "id": self.id, "organisation": self.org_id, "holding": self.holding_id,
             "recipient": self.recipient, "agreement": self.agreement, "route": self.route, "state": self.state,
@@ -113,6 +161,7 @@ class Transfer:
             "last_error": self.last_error, "failed_reason": self.failed_reason,
             "next_attempt": iso(self.next_attempt_at), "created": iso(self.created_at),
             "created_by": self.created_by, "updated": iso(self.updated_at), "delivered": iso(self.delivered_at),
+            "deletion": self.deletion_json(now or system_clock()),
         }
         if detail:
             data["manifest"] = manifest_summary(self.manifest)
@@ -139,12 +188,21 @@ class InboundTransfer:
     refused_reason: str | None
     created_at: datetime
     completed_at: datetime | None
+    agreement_id: str | None = None
+    agreement_version: int | None = None
+    agreement_hash: str | None = None
+    # How long the holding may be kept (None: until the agreement ends), and its deletion once done.
+    retain_until: datetime | None = None
+    deleted_at: datetime | None = None
+    deletion_reason: str | None = None
+    certificate_text: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> InboundTransfer:
         return cls(row.org_id, row.transfer_id, row.sender, row.route, row.state, row.manifest,
                    row.bytes_received, row.holding_id, row.receipt, row.refused_reason, utc(row.created_at),
-                   _time(row.completed_at))
+                   _time(row.completed_at), row.agreement_id, row.agreement_version, row.agreement_hash,
+                   _time(row.retain_until), _time(row.deleted_at), row.deletion_reason, row.certificate)
 
     @property
     def manifest_document(self) -> dict[str, Any]:
@@ -159,6 +217,23 @@ class InboundTransfer:
     def receipt(self) -> dict[str, Any] | None:
         return None if self.receipt_text is None else _document(self.receipt_text)
 
+    @property
+    def certificate(self) -> dict[str, Any] | None:
+        """The deletion certificate this organisation signed for the sender, once the holding is deleted."""
+        return None if self.certificate_text is None else _document(self.certificate_text)
+
+    def deletion_json(self) -> dict[str, Any] | None:
+        """Until when the holding is kept, or its deletion; None when it arrived under no agreement."""
+        if self.deleted_at is not None:
+            return {"state": DELETION_DONE, "due": iso(self.retain_until), "certificate": self.certificate,
+                    "verified_at": None, "words": f"deleted on {_day(self.deleted_at)}: {self.deletion_reason}"}
+        if self.state != DELIVERED or self.agreement_id is None:
+            return None
+        words = (f"kept until {_day(self.retain_until)}" if self.retain_until is not None
+                 else f"kept until agreement {self.agreement_id} ends")
+        return {"state": DELETION_DUE, "due": iso(self.retain_until), "certificate": None, "verified_at": None,
+                "words": words}
+
     def to_json(self) -> dict[str, Any]:
         manifest = self.manifest
         return {
@@ -167,6 +242,7 @@ class InboundTransfer:
             "name": manifest.holding.name, "size": manifest.plaintext.size, "rows": manifest.holding.rows,
             "bytes_received": self.bytes_received, "refused_reason": self.refused_reason,
             "received": iso(self.created_at), "completed": iso(self.completed_at),
+            "deletion": self.deletion_json(),
         }
 
 

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import Engine, insert, select, update
 
 from civicshare.access import Actor, Permission
+from civicshare.agreements.model import CLASSIFICATIONS, OFFICIAL
 from civicshare.audit.log import AuditLog
 from civicshare.clock import Clock, Rng, iso, new_id
 from civicshare.config import Layout
@@ -35,6 +36,9 @@ EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 # RFC 6838 type/subtype names, without parameters: what is later sent back in a Content-Type header.
 MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z")
+# What a holding may be used for; a received holding's agreement is checked for each (agreements.guard).
+VIEW, EXPORT, SHARE = "view", "export", "share"
+AccessCheck = Callable[[Actor, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Holding:
     created_by: str
     shredded_at: datetime | None
     shredded_by: str | None
+    classification: str = OFFICIAL
 
     @property
     def shredded(self) -> bool:
@@ -63,7 +68,8 @@ class Holding:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "organisation": self.org_id, "kind": self.kind, "name": self.name,
-            "media_type": self.media_type, "size": self.size, "rows": self.rows, "columns": self.columns,
+            "media_type": self.media_type, "classification": self.classification, "size": self.size,
+            "rows": self.rows, "columns": self.columns,
             "source_format": self.format, "source_encoding": self.encoding, "key": self.key_id,
             "created": iso(self.created_at), "created_by": self.created_by,
             "state": "shredded" if self.shredded else "held",
@@ -75,8 +81,15 @@ def _holding(row: Any) -> Holding:
     return Holding(
         row.id, row.org_id, row.kind, row.name, row.media_type, row.size, row.rows,
         json.loads(row.columns) if row.columns else None, row.format, row.encoding, row.key_id, row.blob,
-        row.created_at, row.created_by, row.shredded_at, row.shredded_by,
+        row.created_at, row.created_by, row.shredded_at, row.shredded_by, row.classification,
     )
+
+
+def check_classification(value: str) -> str:
+    """A holding's security classification: OFFICIAL, or OFFICIAL-SENSITIVE (the handling caveat)."""
+    if value not in CLASSIFICATIONS:
+        raise UsageError(f"Unknown classification {value!r}: choose {' or '.join(CLASSIFICATIONS)}.")
+    return value
 
 
 class HoldingStore:
@@ -91,6 +104,12 @@ class HoldingStore:
         self.clock = clock
         self.rng = rng
         self.scrub = scrub
+        # Set by the node: refuses a use of a holding its data sharing agreement does not allow.
+        self.check_access: AccessCheck | None = None
+
+    def _guard(self, actor: Actor, holding_id: str, use: str) -> None:
+        if self.check_access is not None:
+            self.check_access(actor, holding_id, use)
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -105,7 +124,14 @@ class HoldingStore:
         """A holding's details; logged as a view."""
         with self.audit.event(actor, "holding.view", holding_id):
             actor.require(Permission.HOLDINGS_READ, "see holdings")
-            return self._get(actor, holding_id)
+            holding = self._get(actor, holding_id)
+            self._guard(actor, holding_id, VIEW)
+            return holding
+
+    def lookup(self, actor: Actor, holding_id: str) -> Holding:
+        """A holding's details for a use case that logs its own event (sharing), not logged as a view."""
+        actor.require(Permission.HOLDINGS_READ, "see holdings")
+        return self._get(actor, holding_id)
 
     def _get(self, actor: Actor, holding_id: str) -> Holding:
         with self.engine.connect() as conn:
@@ -119,10 +145,11 @@ class HoldingStore:
     # Import ------------------------------------------------------------------------------------
 
     def import_dataset(self, actor: Actor, source: Path, name: str, *, fmt: str | None = None,
-                       encoding: str = "auto", label: str | None = None) -> Holding:
-        with self.audit.event(actor, "holding.import", None, kind=DATASET) as event:
+                       encoding: str = "auto", label: str | None = None, classification: str = OFFICIAL) -> Holding:
+        with self.audit.event(actor, "holding.import", None, kind=DATASET, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
             name = _check_name(name)
+            classification = check_classification(classification)
             holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
             # An upload held in memory has no file name of its own; its label (the original name) tells.
             fmt = fmt or detect_format(Path(label) if label else source)
@@ -134,13 +161,15 @@ class HoldingStore:
             event.update(rows=info.rows, columns=len(info.columns), encoding=info.encoding, key=key_id)
             return self._commit(actor, holding_id, key_id, dek, blob, DATASET, dict(
                 name=name, media_type=PARQUET_MEDIA_TYPE, size=info.source_size, rows=info.rows,
-                columns=json.dumps(info.columns), format=info.format, encoding=info.encoding))
+                columns=json.dumps(info.columns), format=info.format, encoding=info.encoding,
+                classification=classification))
 
     def import_document(self, actor: Actor, source: BinaryIO, filename: str, *, title: str | None = None,
-                        media_type: str | None = None) -> Holding:
-        with self.audit.event(actor, "holding.import", None, kind=DOCUMENT) as event:
+                        media_type: str | None = None, classification: str = OFFICIAL) -> Holding:
+        with self.audit.event(actor, "holding.import", None, kind=DOCUMENT, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
             name = _check_name(title or Path(filename).name)
+            classification = check_classification(classification)
             media_type = media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
             if not MEDIA_TYPE_RE.match(media_type):
                 raise UsageError(f"{media_type!r} is not a media type; give one such as application/pdf or text/plain.")
@@ -151,7 +180,8 @@ class HoldingStore:
             size = seal_stream(source, blob, dek)
             event.update(size=size, key=key_id)
             return self._commit(actor, holding_id, key_id, dek, blob, DOCUMENT, dict(
-                name=name, media_type=media_type, size=size, rows=None, columns=None, format=None, encoding=None))
+                name=name, media_type=media_type, size=size, rows=None, columns=None, format=None, encoding=None,
+                classification=classification))
 
     def _new_blob(self, org_id: str, holding_id: str, suffix: str) -> Path:
         folder = self.layout.blob_dir(org_id)
@@ -180,24 +210,28 @@ class HoldingStore:
 
     def open_for_sharing(self, actor: Actor, holding_id: str) -> tuple[Holding, Path, bytes]:
         """The holding, its blob and its unwrapped data key (logged as key.unwrap), to seal a copy for a
-        partner. Shredded when its key is gone."""
+        partner. Shredded when its key is gone; AgreementRefused when it arrived under an agreement
+        that does not allow sharing it onward now."""
         actor.require(Permission.HOLDINGS_EXPORT, "share holdings")
         holding = self._get(actor, holding_id)
+        self._guard(actor, holding_id, SHARE)
         return holding, self._blob(holding), self._data_key(actor, holding)
 
     def import_received(self, actor: Actor, kind: str, name: str, media_type: str,
                         write: Callable[[Path, bytes], tuple[int, int | None, list[str] | None]], *,
-                        received_from: str, transfer: str) -> Holding:
+                        received_from: str, transfer: str, classification: str = OFFICIAL) -> Holding:
         """Store a holding that arrived from a partner under a fresh data key.
 
         ``write(blob, key)`` must create ``blob`` (atomically, leaving nothing on failure) sealed under
         ``key`` -- encrypted Parquet for a dataset, age for a document -- and return its size, rows
-        and columns. The holding is recorded only after that succeeded.
+        and columns. The holding is recorded only after that succeeded, with the classification the
+        sender gave it.
         """
         with self.audit.event(actor, "holding.import", None, kind=kind, received_from=received_from,
-                              transfer=transfer) as event:
+                              transfer=transfer, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
             name = _check_name(name)
+            classification = check_classification(classification)
             if kind not in (DATASET, DOCUMENT) or not MEDIA_TYPE_RE.match(media_type):
                 raise UsageError(f"A received holding is a dataset or document with a media type, not {kind!r}.")
             holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
@@ -214,7 +248,7 @@ class HoldingStore:
             return self._commit(actor, holding_id, key_id, dek, blob, kind, dict(
                 name=name, media_type=media_type, size=size, rows=rows,
                 columns=json.dumps(columns) if columns is not None else None,
-                format="parquet" if dataset else None, encoding=None))
+                format="parquet" if dataset else None, encoding=None, classification=classification))
 
     # Export and shred --------------------------------------------------------------------------
 
@@ -230,6 +264,7 @@ class HoldingStore:
                 overwrite: bool) -> tuple[Holding, int | None]:
         actor.require(Permission.HOLDINGS_EXPORT, "export holdings")
         holding = self._get(actor, holding_id)
+        self._guard(actor, holding_id, EXPORT)
         if holding.kind == DATASET:
             fmt = (fmt or out.suffix.lstrip(".") or "csv").lower()
             if fmt not in EXPORT_FORMATS:
