@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -70,6 +71,10 @@ holdings = Table(
     Column("shredded_at", DateTime(timezone=True)),
     Column("shredded_by", String(200)),
     Column("classification", String(30), nullable=False, server_default="OFFICIAL"),
+    Column("schema", String(140)),
+    Column("quality", Text),
+    Column("quality_score", Float),
+    Column("quarantine_of", String(40)),
     Index("ix_holdings_org", "org_id"),
 )
 
