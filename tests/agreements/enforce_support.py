@@ -15,22 +15,19 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from civicshare.access import Actor
-from civicshare.api.app import create_app
 from civicshare.canonical import canonical_json
 from civicshare.clock import new_id
-from civicshare.crypto import KdfParams
 from civicshare.exchange.manifest import AgreementRef, Manifest, sign_manifest
 from civicshare.exchange.payload import SealedPayload, seal_holding
 from civicshare.holdings.store import Holding
 from civicshare.node import Node
 from tests.agreements.support import Clock
-from tests.conftest import PASSPHRASE, actor, write_csv
-from tests.exchange.transfer_support import NORTH, SOUTH, URL, pin
+from tests.conftest import actor, write_csv
+from tests.exchange.transfer_support import EAST, NORTH, SOUTH
+from tests.support.partner_node import app_transport, partner_node
 
-EAST = "east-marsh"
 # Synthetic people: every value of the columns no agreement allows is looked for in what was shared.
 RESIDENTS = ("nhs_number,surname,postcode,date_of_birth\n"
              "9434765919,Abbott,NW1 1AA,1961-02-03\n"
@@ -49,22 +46,14 @@ def clock() -> Clock:
 @pytest.fixture
 def cnode(tmp_path: Path, db_url: str | None, clock: Clock) -> Iterator[Node]:
     """north-wold, south-fen and east-marsh on one node at URL, each pinning the others, on ``clock``."""
-    n = Node.init(tmp_path / "home", NORTH, "North Wold District Council", url=URL, db_url=db_url,
-                  passphrase=PASSPHRASE, kdf=KdfParams.fast_for_tests(), clock=clock)
-    n.add_organisation(SOUTH, "South Fen Borough Council", url=URL)
-    n.add_organisation(EAST, "East Marsh District Council", url=URL)
-    for org in (NORTH, SOUTH, EAST):
-        for partner in (NORTH, SOUTH, EAST):
-            if org != partner:
-                pin(n, org, partner)
+    n = partner_node(tmp_path / "home", db_url, (NORTH, SOUTH, EAST), clock=clock)
     yield n
     n.close()
 
 
 @pytest.fixture
 def ctransport(cnode: Node) -> httpx.BaseTransport:
-    client = TestClient(create_app(cnode), base_url=URL, raise_server_exceptions=False)
-    return client._transport
+    return app_transport(cnode)
 
 
 def residents(node: Node, tmp_path: Path, *, org: str = NORTH, name: str = "Residents",

@@ -16,24 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
-from civicshare.access import Actor, Role
+from civicshare.access import Role
 from civicshare.agreements.model import Contact, DocumentItems, Party, Signatory
 from civicshare.agreements.parse import parse_agreement
 from civicshare.agreements.register import AgreementRecord
-from civicshare.api.app import create_app
-from civicshare.crypto import KdfParams
 from civicshare.node import Node
-from tests.agreements.support import NORTH, SOUTH, Clock
-from tests.conftest import PASSPHRASE, actor
-
-# As in tests/exchange/transfer_support.py (which imports this module, so it cannot be imported here).
-URL = "http://civicshare.test"
-
-
-def pin(node: Node, org: str, partner: str) -> None:
-    node.add_partner(Actor.operator(org), json.dumps(node.card(Actor.operator(partner))))
+from tests.agreements.support import Clock
+from tests.conftest import actor
+from tests.support.partner_node import app_transport, partner_node
 
 
 def send_notices(node: Node, transport: httpx.BaseTransport | None, rounds: int = 4) -> int:
@@ -129,11 +120,7 @@ def clock() -> Clock:
 @pytest.fixture
 def cnode(tmp_path: Path, db_url: str | None, clock: Clock) -> Iterator[Node]:
     """A node at URL hosting north-wold and south-fen, pinning each other, on ``clock``."""
-    n = Node.init(tmp_path / "home", NORTH, "North Wold District Council", url=URL, db_url=db_url,
-                  passphrase=PASSPHRASE, kdf=KdfParams.fast_for_tests(), clock=clock)
-    n.add_organisation(SOUTH, "South Fen Borough Council", url=URL)
-    pin(n, NORTH, SOUTH)
-    pin(n, SOUTH, NORTH)
+    n = partner_node(tmp_path / "home", db_url, clock=clock)
     yield n
     n.close()
 
@@ -141,5 +128,4 @@ def cnode(tmp_path: Path, db_url: str | None, clock: Clock) -> Iterator[Node]:
 @pytest.fixture
 def ctransport(cnode: Node) -> httpx.BaseTransport:
     """The clocked node's own API as the partner client's transport."""
-    client = TestClient(create_app(cnode), base_url=URL, raise_server_exceptions=False)
-    return client._transport
+    return app_transport(cnode)

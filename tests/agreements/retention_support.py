@@ -14,20 +14,18 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from starlette.testclient import TestClient
 
 from civicshare.access import Actor, Role
 from civicshare.agreements.register import AgreementRecord
 from civicshare.agreements.retention import RETENTION_ACTOR
-from civicshare.api.app import create_app
-from civicshare.crypto import KdfParams
 from civicshare.db import tables as t
 from civicshare.exchange.transfers import InboundTransfer, Transfer
 from civicshare.node import Node
 from tests.agreements.lifecycle_support import activate, send_notices
 from tests.agreements.support import Clock
-from tests.conftest import PASSPHRASE, actor
-from tests.exchange.transfer_support import NORTH, SOUTH, URL, dataset, pin
+from tests.conftest import actor
+from tests.exchange.transfer_support import NORTH, SOUTH, dataset
+from tests.support.partner_node import app_transport, partner_node
 
 FIELDS = ["surname", "postcode"]
 
@@ -40,19 +38,14 @@ def clock() -> Clock:
 @pytest.fixture
 def rnode(tmp_path: Path, db_url: str | None, clock: Clock) -> Iterator[Node]:
     """A node at URL hosting north-wold and south-fen, each pinning the other, on the test's clock."""
-    n = Node.init(tmp_path / "home", NORTH, "North Wold District Council", url=URL, db_url=db_url,
-                  passphrase=PASSPHRASE, kdf=KdfParams.fast_for_tests(), clock=clock)
-    n.add_organisation(SOUTH, "South Fen Borough Council", url=URL)
-    pin(n, NORTH, SOUTH)
-    pin(n, SOUTH, NORTH)
+    n = partner_node(tmp_path / "home", db_url, clock=clock)
     yield n
     n.close()
 
 
 @pytest.fixture
 def rtransport(rnode: Node) -> httpx.BaseTransport:
-    client = TestClient(create_app(rnode), base_url=URL, raise_server_exceptions=False)
-    return client._transport
+    return app_transport(rnode)
 
 
 def share_delivered(node: Node, transport: httpx.BaseTransport, tmp_path: Path, **agreement: Any,

@@ -9,42 +9,31 @@ organisations' data protection officers over that same application).
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
-from civicshare.access import Actor
-from civicshare.api.app import create_app
-from civicshare.crypto import KdfParams
 from civicshare.holdings.store import Holding
 from civicshare.node import Node
 from tests.agreements.lifecycle_support import activate
-from tests.conftest import PASSPHRASE, actor, write_csv
+from tests.conftest import actor, write_csv
+from tests.support.partner_node import EAST, NORTH, SOUTH, URL, app_transport, partner_node, pin
 
-NORTH, SOUTH, EAST = "north-wold", "south-fen", "east-marsh"
-URL = "http://civicshare.test"
+# Re-exported: the transfer tests take the organisations and the URL from here.
+__all__ = ["EAST", "NORTH", "SOUTH", "URL", "pin"]
+
 DOCUMENT = bytes(range(256)) * 23 + b"the end\n"  # 5,896 bytes: several parts of 1 KiB
 CSV = "surname,postcode\nAbbott,NW1 1AA\nBrown,NW2 2BB\nČapek,NW3 3CC\n"
 DOCUMENT_TYPE = "application/octet-stream"
 
 
-def pin(node: Node, org: str, partner: str) -> None:
-    node.add_partner(Actor.operator(org), json.dumps(node.card(Actor.operator(partner))))
-
-
 @pytest.fixture
 def xnode(tmp_path: Path, db_url: str | None) -> Iterator[Node]:
     """A node at URL hosting north-wold and south-fen, each pinning the other."""
-    n = Node.init(tmp_path / "home", NORTH, "North Wold District Council", url=URL, db_url=db_url,
-                  passphrase=PASSPHRASE, kdf=KdfParams.fast_for_tests())
-    n.add_organisation(SOUTH, "South Fen Borough Council", url=URL)
-    pin(n, NORTH, SOUTH)
-    pin(n, SOUTH, NORTH)
+    n = partner_node(tmp_path / "home", db_url)
     yield n
     n.close()
 
@@ -52,8 +41,7 @@ def xnode(tmp_path: Path, db_url: str | None) -> Iterator[Node]:
 @pytest.fixture
 def transport(xnode: Node) -> httpx.BaseTransport:
     """The node's own API as the partner client's transport."""
-    client = TestClient(create_app(xnode), base_url=URL, raise_server_exceptions=False)
-    return client._transport
+    return app_transport(xnode)
 
 
 def agree(node: Node, transport: httpx.BaseTransport, *, dataset: str | None = None,
