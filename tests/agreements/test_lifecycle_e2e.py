@@ -13,23 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import NodeHome, agree, exchange_cards, wait_for
+from tests.support.nodes import NodeHome, agree, serving_pair, wait_for
 
 SERVE = ("--deliver-every", "0.2", "--retry-base", "0.2")
 
 
 @pytest.fixture
 def pair(tmp_path: Path, db_url: str | None) -> Iterator[tuple[NodeHome, NodeHome]]:
-    north = NodeHome.create(tmp_path / "north", "north-wold", "North Wold District Council", db_url=db_url)
-    south = NodeHome.create(tmp_path / "south", "south-fen", "South Fen Borough Council")
-    try:
-        exchange_cards(north, south)
-        north.start(*SERVE)
-        south.start(*SERVE)
-        yield north, south
-    finally:
-        north.close()
-        south.close()
+    with serving_pair(tmp_path, db_url, *SERVE) as nodes:
+        yield nodes
 
 
 def test_agree_then_revoke_reaches_the_other_party(pair: tuple[NodeHome, NodeHome]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.nodes import NodeHome, agree, exchange_cards, wait_for
+from tests.support.nodes import NodeHome, agree, serving_pair, wait_for
 
 SERVE = ("--deliver-every", "0.2", "--retry-base", "0.2", "--retention-every", "0.3")
 CSV = "surname,first_name,postcode\nAbbott,Ann,NW1 1AA\nBrown,Bo,NW2 2BB\n"
@@ -23,16 +23,8 @@ CSV = "surname,first_name,postcode\nAbbott,Ann,NW1 1AA\nBrown,Bo,NW2 2BB\n"
 
 @pytest.fixture
 def pair(tmp_path: Path, db_url: str | None) -> Iterator[tuple[NodeHome, NodeHome]]:
-    north = NodeHome.create(tmp_path / "north", "north-wold", "North Wold District Council", db_url=db_url)
-    south = NodeHome.create(tmp_path / "south", "south-fen", "South Fen Borough Council")
-    try:
-        exchange_cards(north, south)
-        north.start(*SERVE)
-        south.start(*SERVE)
-        yield north, south
-    finally:
-        north.close()
-        south.close()
+    with serving_pair(tmp_path, db_url, *SERVE) as nodes:
+        yield nodes
 
 
 def _deletion(node: NodeHome, transfer_id: str) -> dict[str, Any] | None:

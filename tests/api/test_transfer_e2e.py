@@ -19,7 +19,7 @@ import pytest
 
 from civicshare.access import Actor
 from civicshare.node import Node
-from tests.support.nodes import PASSPHRASE, NodeHome, agree, exchange_cards
+from tests.support.nodes import PASSPHRASE, NodeHome, agree, serving_pair
 
 SERVE = ("--deliver-every", "0.2", "--retry-base", "0.2")
 CSV = "surname,first_name,postcode\nAbbott,Ann,NW1 1AA\nBrown,Bo,NW2 2BB\nČapek,Karel,NW3 3CC\n"
@@ -29,16 +29,8 @@ DOCUMENT = b"%PDF-1.4 not really a pdf\n" + bytes(range(256)) * 64
 
 @pytest.fixture
 def pair(tmp_path: Path, db_url: str | None) -> Iterator[tuple[NodeHome, NodeHome]]:
-    north = NodeHome.create(tmp_path / "a", "north-wold", "North Wold District Council", db_url=db_url)
-    south = NodeHome.create(tmp_path / "b", "south-fen", "South Fen Borough Council")
-    try:
-        exchange_cards(north, south)
-        north.start(*SERVE)
-        south.start(*SERVE)
-        yield north, south
-    finally:
-        north.close()
-        south.close()
+    with serving_pair(tmp_path, db_url, *SERVE) as nodes:
+        yield nodes
 
 
 def _refused(node: NodeHome, *args: str) -> str:

@@ -17,6 +17,7 @@ their finalizers. Nothing here matches processes by name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -27,7 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,21 @@ def exchange_cards(*nodes: NodeHome) -> None:
         for other in nodes:
             if other is not node:
                 node.add_partner(cards[other.org])
+
+
+@contextlib.contextmanager
+def serving_pair(root: Path, db_url: str | None, *serve: str) -> Iterator[tuple[NodeHome, NodeHome]]:
+    """north-wold (on ``db_url``) and south-fen (on SQLite), each pinning the other, both serving."""
+    north = NodeHome.create(root / "north", "north-wold", "North Wold District Council", db_url=db_url)
+    south = NodeHome.create(root / "south", "south-fen", "South Fen Borough Council")
+    try:
+        exchange_cards(north, south)
+        north.start(*serve)
+        south.start(*serve)
+        yield north, south
+    finally:
+        north.close()
+        south.close()
 
 
 # --- agreements (issue 5) ----------------------------------------------------------------------------
