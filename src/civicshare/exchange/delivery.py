@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from civicshare.errors import AgreementRefused, CivicshareError, PartnerRevoked, UnknownSender
+from civicshare.exchange.answers import Refused, read_answer
 from civicshare.exchange.transfers import DELIVERED, RECEIVING, Transfer
 
 if TYPE_CHECKING:
@@ -39,39 +40,9 @@ PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manif
                        "agreement_refused"})
 
 
-class _Refused(Exception):
-    """One attempt ended: a refusal or a fault, permanent or worth another try."""
-
-    def __init__(self, message: str, *, permanent: bool, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.code = code
-
-
 def _answer(response: Any, recipient: str, what: str) -> dict[str, Any]:
-    """The JSON answer of a successful request; _Refused (classified by the protocol) otherwise."""
-    status = response.status_code
-    body: Any = None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if 200 <= status < 300:
-        if not isinstance(body, dict) or body.get("version") != 1:
-            raise _Refused(f"{recipient} answered the {what} with something that is not a version 1 answer.",
-                           permanent=False, code="bad_answer")
-        return body
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), str) else None
-    message = error.get("message") if isinstance(error, dict) and isinstance(error.get("message"), str) else None
-    text = f"{recipient} refused the {what} (HTTP {status}" + (f", {code}" if code else "") + ")"
-    if message:
-        text += f": {message.rstrip('.')}."
-    else:
-        text += "."
-    permanent = status < 500 and code in PERMANENT
-    raise _Refused(text, permanent=permanent, code=code or f"http_{status}")
+    """The JSON answer of a successful request; Refused (classified by the protocol) otherwise."""
+    return read_answer(response, recipient, what, PERMANENT)
 
 
 class DeliveryWorker:
@@ -129,7 +100,7 @@ class DeliveryWorker:
         outcome, details = "delivered", {}
         try:
             self._send(claimed, client, progress)
-        except _Refused as exc:
+        except Refused as exc:
             details = {"code": exc.code, "error": exc.message}
             if exc.permanent:
                 outcome = "failed"
@@ -147,24 +118,24 @@ class DeliveryWorker:
         try:
             self.outbox.recheck(transfer)
         except AgreementRefused as exc:
-            raise _Refused(exc.message, permanent=True, code=exc.code) from None
+            raise Refused(exc.message, permanent=True, code=exc.code) from None
         try:
             self._exchange(transfer, client, progress)
-        except _Refused:
+        except Refused:
             raise
         except (UnknownSender, PartnerRevoked) as exc:
-            raise _Refused(f"{transfer.recipient} is no longer a trusted partner: {exc.message}",
+            raise Refused(f"{transfer.recipient} is no longer a trusted partner: {exc.message}",
                            permanent=True, code=exc.code) from None
         except CivicshareError as exc:
             # Unreachable, a receipt that does not verify, ...: a fault on the path looks just the same.
-            raise _Refused(exc.message, permanent=False, code=exc.code) from None
+            raise Refused(exc.message, permanent=False, code=exc.code) from None
         except FileNotFoundError:
-            raise _Refused(f"The sealed payload of {transfer.id} is missing from the outbox; share the holding "
+            raise Refused(f"The sealed payload of {transfer.id} is missing from the outbox; share the holding "
                            "again.", permanent=True, code="payload_missing") from None
         except Exception as exc:  # noqa: BLE001 - recorded and retried; the traceback goes to the log
             log.warning("delivery attempt failed unexpectedly", transfer=transfer.id, error=type(exc).__name__,
                         detail=str(exc)[:200])
-            raise _Refused(f"civicshare met an unexpected error ({type(exc).__name__}); it will try again.",
+            raise Refused(f"civicshare met an unexpected error ({type(exc).__name__}); it will try again.",
                            permanent=False, code="internal") from None
 
     def _put_part(self, transfer: Transfer, client: Any, fd: int, n: int) -> None:
@@ -173,7 +144,7 @@ class DeliveryWorker:
         length = manifest.part_length(n)
         data = os.pread(fd, length, n * manifest.part_size)
         if len(data) != length:
-            raise _Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its manifest says; "
+            raise Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its manifest says; "
                            "share the holding again.", permanent=True, code="payload_damaged")
         _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}", content=data,
                                content_type="application/octet-stream"), to, f"part {n}")
@@ -194,12 +165,12 @@ class DeliveryWorker:
                                         content_type="application/json"), to, "manifest")
         state, receipt = status.get("state"), status.get("receipt")
         if status.get("transfer") != transfer.id or state not in (RECEIVING, DELIVERED):
-            raise _Refused(f"{to} answered the manifest with the status of something else.", permanent=False,
+            raise Refused(f"{to} answered the manifest with the status of something else.", permanent=False,
                            code="bad_answer")
         if not (state == DELIVERED and isinstance(receipt, dict)):
             have = status.get("parts_received")
             if not isinstance(have, list) or not all(type(n) is int and 0 <= n < manifest.part_count for n in have):
-                raise _Refused(f"{to} answered the manifest with a list of parts that is not one.",
+                raise Refused(f"{to} answered the manifest with a list of parts that is not one.",
                                permanent=False, code="bad_answer")
             received = set(have)
             acknowledged = sum(manifest.part_length(n) for n in received)
@@ -227,5 +198,5 @@ class DeliveryWorker:
             answer = _answer(client.request(org, to, "POST", f"{path}/commit"), to, "commit")
             receipt = answer.get("receipt")
             if answer.get("transfer") != transfer.id or not isinstance(receipt, dict):
-                raise _Refused(f"{to} answered the commit without a receipt.", permanent=False, code="bad_answer")
+                raise Refused(f"{to} answered the commit without a receipt.", permanent=False, code="bad_answer")
         self.outbox.delivered(transfer, receipt, WORKER)

@@ -31,6 +31,7 @@ from civicshare.canonical import canonical_json
 from civicshare.clock import Clock, Rng, iso, utc
 from civicshare.db import tables as t
 from civicshare.errors import CivicshareError, PartnerRevoked, UnknownSender, UsageError
+from civicshare.exchange.answers import Refused, read_answer
 from civicshare.exchange.delivery import PERMANENT as TRANSFER_PERMANENT
 
 if TYPE_CHECKING:
@@ -93,31 +94,11 @@ def _notice(row: Any) -> Notice:
                   utc(row.sent_at) if row.sent_at else None)
 
 
-class _Outcome(Exception):
+class _Outcome(Refused):
+    """How one attempt to send a notice ended, when it did not end with the partner's yes."""
+
     def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-
-
-def _answer_of(response: Any, recipient: str, what: str) -> None:
-    """Return on a 2xx version 1 answer; _Outcome (permanent or not) otherwise."""
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if 200 <= status < 300:
-        if not isinstance(body, dict) or body.get("version") != 1:
-            raise _Outcome(f"{recipient} answered the {what} with something that is not a version 1 answer.",
-                           permanent=False)
-        return
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), str) else None
-    message = error.get("message") if isinstance(error, dict) and isinstance(error.get("message"), str) else None
-    text = f"{recipient} refused the {what} (HTTP {status}" + (f", {code}" if code else "") + ")"
-    text += f": {message.rstrip('.')}." if message else "."
-    raise _Outcome(text, permanent=status < 500 and code in PERMANENT)
+        super().__init__(message, permanent=permanent, code="notice")
 
 
 class NoticeOutbox:
@@ -241,8 +222,8 @@ class NoticeOutbox:
                     raise _Outcome(exc.message, permanent=True) from None
                 except CivicshareError as exc:
                     raise _Outcome(exc.message, permanent=False) from None
-                _answer_of(response, notice.recipient, what)
-        except _Outcome as outcome:
+                read_answer(response, notice.recipient, what, PERMANENT)
+        except Refused as outcome:
             self._fault(notice, outcome)
             return 0
         except Exception as exc:  # noqa: BLE001 - recorded and retried; one bad notice must not stop the rest
@@ -260,7 +241,7 @@ class NoticeOutbox:
             "attempt": notice.attempts + 1})
         return 1
 
-    def _fault(self, notice: Notice, outcome: _Outcome) -> None:
+    def _fault(self, notice: Notice, outcome: Refused) -> None:
         now = self.clock()
         attempts = notice.attempts + 1
         values: dict[str, Any] = {"last_error": outcome.message[:2000]}
