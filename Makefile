@@ -42,6 +42,7 @@ test: install postgres tools
 	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q -n 3
 
 bench: install postgres tools
+	$(PY) -m pip install --quiet -e '.[bench]'
 	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) benchmarks/run_all.py
 
 lint: install

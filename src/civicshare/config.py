@@ -68,6 +68,11 @@ class Layout:
         return self.home / "staging" / org_id
 
     @property
+    def schemas_dir(self) -> Path:
+        """The organisations' own schemas: Table Schema JSON files, <name>.json."""
+        return self.home / "schemas"
+
+    @property
     def directory_dir(self) -> Path:
         """The workspace of a federation directory this node operates (if any)."""
         return self.home / "directory"

@@ -1,5 +1,5 @@
-"""The scripted scenario behind ``civicshare demo``: three councils on two nodes, keys, holdings, agreements,
-sharing.
+"""The scripted scenario behind ``civicshare demo``: three councils on two nodes, keys, holdings, data quality,
+agreements, sharing.
 
 Every step goes through the same ``Node`` the CLI and the API use, and every check raises on
 failure, so a demo that prints its summary has shown each promise holding.
@@ -23,6 +23,7 @@ from civicshare.access import Actor, Role
 from civicshare.audit.merkle import leaf_hash, verify_inclusion
 from civicshare.demo_nodes import check as _check
 from civicshare.demo_nodes import free_port
+from civicshare.demo_quality import run_quality
 from civicshare.demo_share import run_share
 from civicshare.errors import NotFound, Shredded
 from civicshare.memfile import memory_file
@@ -99,6 +100,9 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
             say("South Fen cannot see North Wold's holdings: organisations on one node share nothing.")
 
         say("")
+        quality = run_quality(node, north, home.parent, say)
+
+        say("")
         shared = run_share(node, port_a, home.parent / "node-b", port_b, passphrase, dataset.id, document.id, say)
         say("")
 
@@ -123,11 +127,12 @@ def _run(home: Path, rows: int, say: Callable[[str], None], started: float) -> d
             f"proof ({len(proof['hashes'])} hashes) checks against the signed root.")
         _check(report.size == signed.size, "audit log verifies")
 
-        checks = ["round trip", "no plaintext under home", "rotation", "isolation", *shared.checks, "shred",
-                  "audit log"]
+        checks = ["round trip", "no plaintext under home", "rotation", "isolation", *quality.checks, *shared.checks,
+                  "shred", "audit log"]
         summary: dict[str, Any] = {
             "home": "(removed)", "organisations": [o.id for o in node.organisations()],
             "dataset": {"id": dataset.id, "rows": dataset.rows, "columns": len(RESIDENT_COLUMNS)},
+            "quality": quality.summary,
             "document": {"id": document.id, "shredded": True},
             "agreements": shared.agreements, "transfers": shared.transfers, "refusals": shared.refusals,
             "keys": len(node.key_register(admin)), "kek_rotated_to": new_kek,

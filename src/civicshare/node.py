@@ -46,10 +46,14 @@ from civicshare.exchange.partners import PartnerBook
 from civicshare.exchange.transfers import Exchange
 from civicshare.exchange.trust import Trust
 from civicshare.exchange.witnessing import PartnerWitness
+from civicshare.holdings.exporting import describe_holding, export_described
 from civicshare.holdings.store import Holding, HoldingStore
 from civicshare.keys import RECEIVING, KeyRecord, KeyRegister
 from civicshare.node_agreements import AgreementUseCases
 from civicshare.node_exchange import ExchangeUseCases
+from civicshare.schemas.catalog import SchemaCatalog
+from civicshare.schemas.holding_quality import holding_quality
+from civicshare.schemas.quality import QualityReport
 from civicshare.users import User, Users
 
 PassphraseSource = str | Callable[[], str] | None
@@ -83,6 +87,8 @@ class Node(ExchangeUseCases, AgreementUseCases):
         self.users = Users(db.engine, clock, rng, self.audit)
         self.keys = KeyRegister(db.engine, clock, rng)
         self.holdings = HoldingStore(db.engine, layout, self.keys, self.audit, self.keystore, clock, rng, db.scrub)
+        self.schemas = SchemaCatalog(layout.schemas_dir)
+        self.holdings.schemas = self.schemas.get  # imports into a schema look it up by name
         self.partner_book = PartnerBook(db.engine, self.audit, clock)
         self.nonces = NonceBook(db.engine)
         self.trust = Trust(db.engine, clock)
@@ -283,6 +289,10 @@ class Node(ExchangeUseCases, AgreementUseCases):
     def import_dataset(self, actor: Actor, source: Path, name: str, **options: Any) -> Holding:
         return self.holdings.import_dataset(actor, source, name, **options)
 
+    def quarantine_of(self, actor: Actor, holding_id: str) -> Holding | None:
+        """The holding that took the invalid rows of ``holding_id`` under the quarantine policy, if any."""
+        return self.holdings.quarantine_of(actor, holding_id)
+
     def import_document(self, actor: Actor, source: BinaryIO, filename: str, **options: Any) -> Holding:
         return self.holdings.import_document(actor, source, filename, **options)
 
@@ -294,10 +304,22 @@ class Node(ExchangeUseCases, AgreementUseCases):
 
     def export(self, actor: Actor, holding_id: str, out: Path, fmt: str | None = None, *,
                overwrite: bool = False) -> tuple[Holding, int | None]:
-        return self.holdings.export(actor, holding_id, out, fmt, overwrite=overwrite)
+        """Write a holding out in plaintext; a dataset's Table Schema goes beside a file, FILE.schema.json."""
+        return export_described(
+            lambda: self.holdings.export(actor, holding_id, out, fmt, overwrite=overwrite), out,
+            lambda h: describe_holding(self.schemas, h), overwrite=overwrite,
+            peek=lambda: self.holdings.lookup(actor, holding_id).kind)
+
+    def holding_table_schema(self, actor: Actor, holding_id: str) -> dict[str, Any]:
+        """The Frictionless Table Schema of a dataset: its schema's fields, or every column as text."""
+        return describe_holding(self.schemas, self.holding(actor, holding_id))
 
     def shred(self, actor: Actor, holding_id: str) -> Holding:
         return self.holdings.shred(actor, holding_id)
+
+    def quality(self, actor: Actor, holding_id: str) -> QualityReport:
+        """A dataset's quality report: the one stored on import, or computed now (and stored)."""
+        return holding_quality(self, actor, holding_id)
 
     # Audit -------------------------------------------------------------------------------------
 

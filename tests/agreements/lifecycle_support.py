@@ -46,7 +46,8 @@ def send_notices(node: Node, transport: httpx.BaseTransport | None, rounds: int 
 def draft(node: Node, provider: str, recipients: Sequence[str], *, dataset: str | None = None,
           fields: Sequence[str] | None = None, documents: bool = False, media_types: Sequence[str] | None = None,
           days_after_receipt: int | None = None, until_end: bool = False, start: date | None = None,
-          end: date | None = None, onward_sharing: bool = False, classification: str = "OFFICIAL") -> str:
+          end: date | None = None, onward_sharing: bool = False, classification: str = "OFFICIAL",
+          minimum_quality: int | None = None) -> str:
     """The JSON text of an agreement from ``provider`` to ``recipients``, from the template, as asked."""
     if not recipients:
         raise ValueError("an agreement needs at least one recipient")
@@ -77,7 +78,7 @@ def draft(node: Node, provider: str, recipients: Sequence[str], *, dataset: str 
     agreement = replace(agreement, parties=tuple(parties), recipients=tuple(recipients), contacts=tuple(contacts),
                         signatories=tuple(signatories), data_items=items, retention_days=retention,
                         start_date=start, end_date=end, review_date=review, onward_sharing=onward_sharing,
-                        classification=classification)
+                        classification=classification, minimum_quality=minimum_quality)
     body = agreement.to_body()
     del body["id"], body["agreement_version"]
     return json.dumps(body)
@@ -87,7 +88,8 @@ def activate(node: Node, transport: httpx.BaseTransport | None, provider: str, r
              dataset: str | None = None, fields: Sequence[str] | None = None, documents: bool = False,
              media_types: Sequence[str] | None = None, days_after_receipt: int | None = None,
              until_end: bool = False, start: date | None = None, end: date | None = None,
-             onward_sharing: bool = False, classification: str = "OFFICIAL") -> AgreementRecord:
+             onward_sharing: bool = False, classification: str = "OFFICIAL",
+             minimum_quality: int | None = None) -> AgreementRecord:
     """An agreement signed by every party, on one node hosting them all; the provider's record.
 
     ``days_after_receipt`` None keeps the template's retention (365 days); ``until_end=True`` keeps
@@ -96,7 +98,8 @@ def activate(node: Node, transport: httpx.BaseTransport | None, provider: str, r
     """
     text = draft(node, provider, recipients, dataset=dataset, fields=fields, documents=documents,
                  media_types=media_types, days_after_receipt=days_after_receipt, until_end=until_end, start=start,
-                 end=end, onward_sharing=onward_sharing, classification=classification)
+                 end=end, onward_sharing=onward_sharing, classification=classification,
+                 minimum_quality=minimum_quality)
     manager = actor(provider)
     record = node.create_agreement(manager, text, fmt="json")
     node.propose_agreement(manager, record.id, record.version)

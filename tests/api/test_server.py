@@ -97,6 +97,8 @@ class TestRealServer:
                 "dataset", 3, ROWS[0], "held")
             assert held["organisation"] == NORTH and held["source_format"] == "csv"
             assert [h["id"] for h in c.get("/v1/holdings").json()["holdings"]] == [held["id"]]
+            # The import answer also names the quarantine holding (none under the default policy).
+            assert held.pop("quarantine") is None
             assert c.get(f"/v1/holdings/{held['id']}").json() == held
 
             exported = c.get(f"/v1/holdings/{held['id']}/export", params={"format": "csv"})

@@ -282,3 +282,157 @@ def test_round_trip(manifest: Manifest) -> None:
     document = signed(manifest)
     assert parse_manifest(canonical_json(document), sender_key=PUBLIC) == (manifest, document)
     assert peek_manifest(document) == manifest
+
+
+# The quality summary of a dataset (holding.quality) --------------------------------------------------
+
+QUALITY = {"version": 1, "score": "71.5", "rows": 1000, "invalid_rows": 42,
+           "fields": {"surname": {"completeness": "0.98", "validity": None}}}
+WITH_QUALITY = Manifest(
+    MANIFEST.transfer, MANIFEST.sender, MANIFEST.recipient, MANIFEST.created, AGREEMENT,
+    HoldingInfo("h_qrstuvwxyz234567", "dataset", "Residents", PARQUET_MEDIA_TYPE, 1000,
+                [{"name": "surname", "type": "string"}], "OFFICIAL", QUALITY),
+    MANIFEST.plaintext, MANIFEST.ciphertext, AGE, 256, MANIFEST.part_hashes)
+
+
+def test_the_quality_summary_is_signed_as_decimal_text() -> None:
+    document = signed(WITH_QUALITY)
+    assert canonical_json(document["body"]["holding"]["quality"]).decode() == (
+        '{"fields":{"surname":{"completeness":"0.98","validity":null}},"invalid_rows":42,"rows":1000,'
+        '"score":"71.5","version":1}')
+    manifest, _document = parse_manifest(json.dumps(document, indent=2), sender_key=PUBLIC)
+    assert manifest == WITH_QUALITY and manifest.holding.quality_score == 71.5
+    # A manifest without one keeps the bytes it had before summaries existed (test_known_answer).
+    assert "quality" not in MANIFEST.to_body()["holding"] and MANIFEST.holding.quality_score is None
+
+
+def test_a_changed_quality_summary_breaks_the_signature() -> None:
+    for change in (_set("holding.quality.score", "91.5"), _set("holding.quality.invalid_rows", 0),
+                   _set("holding.quality.fields.surname.completeness", "1")):
+        document = signed(WITH_QUALITY)
+        change(document["body"])
+        assert peek_manifest(document).holding.quality != QUALITY
+        with pytest.raises(SecurityError, match="does not verify"):
+            parse_manifest(document, sender_key=PUBLIC)
+
+
+@pytest.mark.parametrize("change, fields", [
+    (_set("holding.quality.score", 71.5), ["holding.quality.score"]),  # a number: signed documents carry none
+    (_set("holding.quality.score", "101"), ["holding.quality.score"]),
+    (_set("holding.quality.score", "100.1"), ["holding.quality.score"]),
+    (_set("holding.quality.score", "-1"), ["holding.quality.score"]),
+    (_set("holding.quality.score", "71.55555"), ["holding.quality.score"]),
+    (_set("holding.quality.score", " 71.5"), ["holding.quality.score"]),
+    (_set("holding.quality.score", "NaN"), ["holding.quality.score"]),
+    (_set("holding.quality.version", 2), ["holding.quality.version"]),
+    (_set("holding.quality.version", True), ["holding.quality.version"]),
+    (_set("holding.quality.rows", 999), ["holding.quality.rows"]),
+    (_set("holding.quality.rows", "1000"), ["holding.quality.rows"]),
+    (_set("holding.quality.invalid_rows", 1001), ["holding.quality.invalid_rows"]),
+    (_set("holding.quality.invalid_rows", -1), ["holding.quality.invalid_rows"]),
+    (_set("holding.quality.fields", []), ["holding.quality.fields"]),
+    (_set("holding.quality.fields", {"nhs_number": {"completeness": "1", "validity": "1"}}),
+     ["holding.quality.fields.nhs_number"]),
+    (_set("holding.quality.fields", {"surname": {"completeness": "1", "validity": "1"},
+                                     "forename": {"completeness": "1", "validity": "1"}}),
+     ["holding.quality.fields"]),
+    (_set("holding.quality.fields.surname", "0.98"), ["holding.quality.fields.surname"]),
+    (_set("holding.quality.fields.surname.completeness", "1.5"), ["holding.quality.fields.surname.completeness"]),
+    (_set("holding.quality.fields.surname.completeness", 1), ["holding.quality.fields.surname.completeness"]),
+    (_set("holding.quality.fields.surname.validity", 0.5), ["holding.quality.fields.surname.validity"]),
+    (_set("holding.quality.fields.surname.extra", "1"), ["holding.quality.fields.surname.extra"]),
+    (_set("holding.quality.extra", 1), ["holding.quality.extra"]),
+    (_set("holding.quality", "71.5"), ["holding.quality"]),
+    (_set("holding.quality", [QUALITY]), ["holding.quality"]),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_invalid_quality_fields_are_named(change: Any, fields: list[str]) -> None:
+    body = WITH_QUALITY.to_body()
+    change(body)
+    assert _problems(body) == fields
+
+
+def test_every_quality_problem_is_listed_at_once() -> None:
+    body = WITH_QUALITY.to_body()
+    quality = body["holding"]["quality"]
+    del quality["version"]
+    quality.update(score="high", rows=5, invalid_rows=6)
+    quality["fields"]["surname"]["validity"] = "2"
+    assert _problems(body) == ["holding.quality.version", "holding.quality.score", "holding.quality.rows",
+                               "holding.quality.invalid_rows", "holding.quality.fields.surname.validity"]
+
+
+def test_a_missing_or_null_summary_is_none_and_a_document_has_none() -> None:
+    body = WITH_QUALITY.to_body()
+    body["holding"]["quality"] = None
+    assert Manifest.from_body(body).holding.quality is None
+    del body["holding"]["quality"]
+    assert Manifest.from_body(body).holding.quality is None
+    document = WITH_QUALITY.to_body()
+    document["holding"].update(kind="document", media_type="application/pdf", rows=None, columns=None)
+    assert _problems(document) == ["holding.quality"]
+    document["holding"]["quality"] = None
+    assert Manifest.from_body(document).holding.quality is None
+
+
+def test_the_largest_valid_manifest_with_a_quality_summary_fits_the_size_limit() -> None:
+    parts = MAX_PARTS
+    names = [f"{i:06d}" + "x" * (MAX_COLUMN_NAME - 6) for i in range(MAX_COLUMNS)]
+    quality = {"version": 1, "score": "99.9999", "rows": 10**12, "invalid_rows": 10**12,
+               "fields": {n: {"completeness": "0.9999", "validity": "0.9999"} for n in names}}
+    holding = HoldingInfo("h_" + "a" * 38, "dataset", "N" * MAX_NAME, PARQUET_MEDIA_TYPE, 10**12,
+                          [{"name": n, "type": "string"} for n in names], "OFFICIAL-SENSITIVE", quality)
+    big = Manifest("t_" + "a" * 38, "north-wold", "south-fen", MANIFEST.created,
+                   AgreementRef("D" * 64, 1_000_000, H["e"]), holding,
+                   Digest(MAX_PART_SIZE * parts - 1000, H["a"]), Digest(MAX_PART_SIZE * parts, H["b"]), AGE,
+                   MAX_PART_SIZE, (H["c"],) * parts)
+    document = signed(big)
+    assert len(json.dumps(document, indent=2).encode()) < MAX_MANIFEST_BYTES
+    assert parse_manifest(canonical_json(document), sender_key=PUBLIC)[0] == big
+
+
+fractions = st.one_of(st.just("0"), st.just("1"), st.from_regex(r"0\.[0-9]{1,4}", fullmatch=True))
+
+
+@st.composite
+def summaries(draw: st.DrawFn, columns: list[str], rows: int) -> dict[str, Any]:
+    described = draw(st.lists(st.sampled_from(columns), unique=True)) if columns else []
+    return {"version": 1, "score": draw(st.one_of(st.just("100"), st.from_regex(r"[1-9]?[0-9](\.[0-9]{1,4})?",
+                                                                                   fullmatch=True))),
+            "rows": rows, "invalid_rows": draw(st.integers(0, rows)),
+            "fields": {c: {"completeness": draw(fractions), "validity": draw(st.one_of(st.none(), fractions))}
+                       for c in described}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_quality_summaries_round_trip(data: st.DataObject) -> None:
+    manifest = data.draw(manifests().filter(lambda m: m.holding.kind == "dataset"))
+    info = manifest.holding
+    quality = data.draw(summaries(info.column_names, info.rows or 0))
+    with_quality = Manifest(manifest.transfer, manifest.sender, manifest.recipient, manifest.created,
+                            manifest.agreement, HoldingInfo(info.id, info.kind, info.name, info.media_type, info.rows,
+                                                            info.columns, info.classification, quality),
+                            manifest.plaintext, manifest.ciphertext, AGE, manifest.part_size, manifest.part_hashes)
+    document = signed(with_quality)
+    assert parse_manifest(canonical_json(document), sender_key=PUBLIC) == (with_quality, document)
+    assert with_quality.holding.quality_score == float(quality["score"])
+
+
+def test_a_report_summary_becomes_the_manifest_form_of_the_shared_columns() -> None:
+    from civicshare.exchange.quality_summary import decimal_text, readable, to_manifest
+
+    assert [decimal_text(v) for v in (71.5, 100.0, 0.0, 1.0, 0.98125, 0.99996, 84.4)] == [
+        "71.5", "100", "0", "1", "0.9812", "1", "84.4"]
+    summary = {"version": 1, "score": 84.4, "rows": 1000, "invalid_rows": 3,
+               "fields": {"surname": {"completeness": 0.98, "validity": None},
+                          "nhs_number": {"completeness": 0.75, "validity": 0.3333}}}
+    quality = to_manifest(summary, ["surname"])  # nhs_number is not shared, so it is not described
+    assert quality == {"version": 1, "score": "84.4", "rows": 1000, "invalid_rows": 3,
+                       "fields": {"surname": {"completeness": "0.98", "validity": None}}}
+    info = WITH_QUALITY.holding
+    manifest = Manifest(MANIFEST.transfer, MANIFEST.sender, MANIFEST.recipient, MANIFEST.created, AGREEMENT,
+                        HoldingInfo(info.id, info.kind, info.name, info.media_type, info.rows, info.columns,
+                                    info.classification, quality),
+                        MANIFEST.plaintext, MANIFEST.ciphertext, AGE, 256, MANIFEST.part_hashes)
+    parsed = parse_manifest(canonical_json(signed(manifest)), sender_key=PUBLIC)[0]
+    assert readable(parsed.holding.quality) == {**summary, "fields": {"surname": summary["fields"]["surname"]}}

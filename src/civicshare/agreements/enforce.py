@@ -7,7 +7,9 @@ the reason in plain words; the callers (share, arrival, later access) audit the 
 - Share (provider): the agreement is active, names this organisation as provider and the partner as a
   recipient, covers the holding (the dataset by name, or the document's media type), allows its
   classification; a dataset carries only the agreed fields it has (minimisation before sealing).
-- Arrival (recipient): the same, independently, and every column that arrived must be agreed.
+  A dataset's quality score must reach the agreement's ``minimum_quality``, where it sets one.
+- Arrival (recipient): the same, independently, and every column that arrived must be agreed; the
+  quality score is the one the manifest's summary states, and a dataset without one is refused.
 - Later access to a received holding (view, export, onward share): its agreement is still active,
   and an onward share is allowed by it.
 """
@@ -34,6 +36,7 @@ RULE_PARTIES = "Data goes only from the agreement's provider to a recipient it n
 RULE_ITEMS = "Only the data items the agreement covers may be shared"
 RULE_CLASSIFICATION = "A holding's classification must not exceed what the agreement allows"
 RULE_ONWARD = "A received holding is shared onward only if its agreement allows it"
+RULE_QUALITY = "A dataset is shared only if its quality score reaches the agreement's minimum"
 
 HOLDING_DATASET, HOLDING_DOCUMENT = "dataset", "document"
 
@@ -47,6 +50,8 @@ class HoldingFacts:
     media_type: str
     columns: tuple[str, ...] | None
     classification: str
+    # The dataset's quality score, 0 to 100 (its report here, the manifest's summary on arrival).
+    quality_score: float | None = None
 
 
 def _named(agreement: Agreement) -> str:
@@ -115,6 +120,21 @@ def check_covers(agreement: Agreement, holding: HoldingFacts) -> None:
                                            f"{_named(agreement)} (allowed: {_words(items.media_types)})")
 
 
+def check_quality(agreement: Agreement, holding: HoldingFacts, *, arriving: bool = False) -> None:
+    """A dataset's quality score reaches the agreement's minimum, if it sets one (documents have none)."""
+    minimum = agreement.minimum_quality
+    if minimum is None or holding.kind != HOLDING_DATASET:
+        return
+    score = holding.quality_score
+    if score is None:
+        where = "the manifest carries no quality summary" if arriving else "its quality score is not known"
+        raise AgreementRefused(RULE_QUALITY, f"{where} for {holding.name}; {_named(agreement)} requires a "
+                                             f"score of at least {minimum}")
+    if score < minimum:
+        raise AgreementRefused(RULE_QUALITY, f"the quality score of {holding.name} is {score:g}; "
+                                             f"{_named(agreement)} requires at least {minimum}")
+
+
 def agreed_columns(agreement: Agreement, holding: HoldingFacts) -> list[str]:
     """Minimisation: the holding's columns that the agreement allows, in the holding's order.
 
@@ -156,6 +176,7 @@ def check_share(record: AgreementRecord, provider: str, recipient: str, holding:
     check_parties(agreement, provider, recipient)
     check_covers(agreement, holding)
     check_classification(agreement, holding.classification)
+    check_quality(agreement, holding)
     if holding.kind == HOLDING_DATASET:
         return agreed_columns(agreement, holding)
     return None
@@ -182,6 +203,7 @@ def check_arrival(record: AgreementRecord | None, agreement_id: str, version: in
     if holding.kind == HOLDING_DATASET:
         check_columns(agreement, holding.columns or ())
     check_classification(agreement, holding.classification)
+    check_quality(agreement, holding, arriving=True)
     return record
 
 

@@ -56,6 +56,7 @@ class AgreementGuard:
         """``org_id``'s own check of the agreement a manifest names (AgreementRefused if not met)."""
         ref, info = manifest.agreement, manifest.holding
         facts = HoldingFacts(info.kind, info.name, info.media_type,
-                             tuple(info.column_names) if info.columns is not None else None, info.classification)
+                             tuple(info.column_names) if info.columns is not None else None, info.classification,
+                             info.quality_score)
         record = self.node.agreement_register.by_hash(org_id, ref.sha256)
         return check_arrival(record, ref.id, ref.version, manifest.sender, org_id, facts)

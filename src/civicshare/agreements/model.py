@@ -4,6 +4,9 @@ An agreement is a version 1 document. Its canonical JSON (civicshare.canonical) 
 every party holds, and the SHA-256 of that spelling (``agreement_hash``) is what identifies it and what
 signatures will cover. Any change to any field, however small, is a different agreement with another
 hash; layout, key order and comments in the file it was read from are not.
+
+Optional fields that are left out are absent from the canonical form too, so an agreement written
+before a field existed keeps its bytes, its hash and its signatures.
 """
 
 from __future__ import annotations
@@ -53,9 +56,11 @@ DATASET, DOCUMENTS = "dataset", "documents"
 # The fields of a version 1 agreement, in the order a person reads them.
 FIELDS = ("version", "id", "agreement_version", "parties", "provider", "recipients", "purpose", "lawful_basis",
           "legal_power", "special_category_data", "article_9_condition", "data_items", "classification",
-          "onward_sharing", "retention", "start_date", "end_date", "review_date", "dpia_reference", "contacts",
-          "signatories")
-OPTIONAL_FIELDS = frozenset({"id", "agreement_version", "legal_power", "article_9_condition"})
+          "minimum_quality", "onward_sharing", "retention", "start_date", "end_date", "review_date",
+          "dpia_reference", "contacts", "signatories")
+OPTIONAL_FIELDS = frozenset({"id", "agreement_version", "legal_power", "article_9_condition", "minimum_quality"})
+# The quality score (0 to 100, civicshare.schemas.quality) a dataset must reach to be shared.
+MIN_QUALITY, MAX_QUALITY = 0, 100
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,8 @@ class Agreement:
     dpia_reference: str
     contacts: tuple[Contact, ...]
     signatories: tuple[Signatory, ...]
+    # Datasets only: the lowest quality score a share may have; None sets no minimum.
+    minimum_quality: int | None = None
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -180,6 +187,9 @@ class Agreement:
             "contacts": [c.to_body() for c in self.contacts],
             "signatories": [s.to_body() for s in self.signatories],
         }
+        if self.minimum_quality is not None:
+            # Only when set: agreements without it keep the canonical bytes they were signed with.
+            body["minimum_quality"] = self.minimum_quality
         return body
 
     def canonical(self) -> bytes:

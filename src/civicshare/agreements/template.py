@@ -94,6 +94,7 @@ def render_template(provider: str, recipient: str, *, dataset: str | None = None
         "# REVIEW: who signs for each party (a senior person, such as the SIRO or DPO).",
         "signatories:",
         *_people(provider, recipient, "role", lambda _org: "Senior Information Risk Owner"),
+        *(_quality_lines() if dataset is not None else []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -124,6 +125,14 @@ def _dataset_items(dataset: str, fields: Sequence[str] | None, schema: Sequence[
         f"  schema: {_list(schema)}  # the fields the provider holds",
         "  # REVIEW: only the fields the purpose needs; nothing else is ever sent.",
         f"  fields: {_list(chosen)}",
+    ]
+
+
+def _quality_lines() -> list[str]:
+    return [
+        "# Optional: the lowest quality score (0 to 100, see civicshare quality) a share of the dataset may",
+        "# have; a share below it is refused, by the provider and again by the recipient. Remove the # to set it.",
+        "# minimum_quality: 80",
     ]
 
 

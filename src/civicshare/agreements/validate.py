@@ -2,12 +2,14 @@
 
 The checks are what a records manager would ask of a paper agreement: is there a lawful basis, do the
 dates make sense, is every field shared one the provider holds, is special category data covered by an
-Article 9 condition, is everyone who receives data a party to the agreement. Messages say what is
+Article 9 condition, is everyone who receives data a party to the agreement, is a minimum quality
+score (if one is set) a whole number from 0 to 100, for a dataset. Messages say what is
 wrong in plain words; the field path (``data_items.fields[2]``) says where.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -24,6 +26,8 @@ from civicshare.agreements.model import (
     FIELDS,
     JOINT_CONTROLLER,
     LAWFUL_BASES,
+    MAX_QUALITY,
+    MIN_QUALITY,
     OPTIONAL_FIELDS,
     PARTY_ROLES,
     Agreement,
@@ -105,6 +109,8 @@ def check_agreement(body: Any, *, lines: Mapping[str, int] | None = None, filena
     condition = _condition(check, body.get("article_9_condition"), special)
     data_items = _data_items(check, body["data_items"]) if "data_items" in body else None
     classification = _classification(check, body["classification"]) if "classification" in body else None
+    minimum_quality = (_minimum_quality(check, body["minimum_quality"], data_items)
+                       if body.get("minimum_quality") is not None else None)
     onward = check.boolean(body["onward_sharing"], "onward_sharing") if "onward_sharing" in body else None
     retention = _retention(check, body["retention"]) if "retention" in body else None
     start, end, review = (check.day(body[k], k) if k in body else None
@@ -130,7 +136,7 @@ def check_agreement(body: Any, *, lines: Mapping[str, int] | None = None, filena
     assert contacts is not None and signatories is not None
     return Agreement(agreement_id, number, parties, provider, recipients, purpose, lawful_basis, legal_power,
                      special, condition, data_items, classification, onward, retention[0], start, end, review,
-                     dpia, contacts, signatories)
+                     dpia, contacts, signatories, minimum_quality)
 
 
 def _agreement_id(check: Checker, value: Any) -> str | None:
@@ -298,6 +304,28 @@ def _data_items(check: Checker, value: Any) -> DataItems | None:
     else:
         check.add("must say either a dataset (dataset, schema, fields) or documents (media_types)", "data_items")
     return None
+
+
+def _minimum_quality(check: Checker, value: Any, items: DataItems | None) -> int | None:
+    """A whole number from 0 to 100, for a dataset: the lowest quality score a share may have."""
+    at = "minimum_quality"
+    words = f"must be a quality score from {MIN_QUALITY} to {MAX_QUALITY}, such as 80"
+    if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(value, float)
+                                                                         and not math.isfinite(value)):
+        check.add(words, at)
+        return None
+    if not MIN_QUALITY <= value <= MAX_QUALITY:
+        check.add(f"is {value:g}: a quality score is from {MIN_QUALITY} to {MAX_QUALITY}", at)
+        return None
+    if value != int(value):
+        # Signed documents carry whole numbers only (civicshare.canonical).
+        check.add(f"is {value:g}: give a whole number from {MIN_QUALITY} to {MAX_QUALITY}, such as "
+                  f"{math.ceil(value)}", at)
+        return None
+    if isinstance(items, DocumentItems):
+        check.add("applies to datasets only: documents have no quality score, so remove it", at)
+        return None
+    return int(value)
 
 
 def _classification(check: Checker, value: Any) -> str | None:

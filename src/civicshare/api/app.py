@@ -26,6 +26,8 @@ from civicshare.api import (
     holdings,
     keys,
     partners,
+    quality,
+    schemas,
     transfers,
     witness,
 )
@@ -139,6 +141,8 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(InternalErrors)
     app.include_router(holdings.router, prefix="/v1")
+    app.include_router(quality.router, prefix="/v1")
+    app.include_router(schemas.router, prefix="/v1")
     app.include_router(keys.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(partners.router, prefix="/v1")

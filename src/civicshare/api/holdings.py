@@ -41,6 +41,8 @@ from civicshare.node import Node
 router = APIRouter(tags=["holdings"])
 
 CHUNK = 1024 * 1024
+# A mapping travels in the query string; a long one belongs in a file imported with the CLI.
+MAX_MAPPING_QUERY = 32_000
 
 EXPORT_MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -119,6 +121,16 @@ def show_holding(holding_id: str, actor: ActorDep, node: NodeDep) -> dict[str, A
     return node.holding(actor, holding_id).to_json()
 
 
+@router.get("/holdings/{holding_id}/schema")
+def holding_schema(holding_id: str, actor: ActorDep, node: NodeDep) -> JSONResponse:
+    """A dataset's Frictionless Table Schema: what ``civicshare export`` writes beside the file.
+
+    The fields of the dataset's schema where it has one, otherwise every column as a string field.
+    An export of the dataset names this route in its ``Link`` header (rel ``describedby``).
+    """
+    return JSONResponse(node.holding_table_schema(actor, holding_id))
+
+
 # Import ----------------------------------------------------------------------------------------
 
 
@@ -133,8 +145,15 @@ async def import_dataset(
     encoding: Annotated[str, Query(description="auto, utf-8, windows-1252 or latin-1")] = "auto",
     filename: Annotated[str | None, Query(description="The file's own name, used in messages.")] = None,
     classification: ClassificationQuery = "OFFICIAL",
+    schema: Annotated[str | None, Query(description="The schema the rows follow; without a mapping the "
+                                        "columns must be its field names.")] = None,
+    mapping: Annotated[str | None, Query(max_length=MAX_MAPPING_QUERY, description=(
+        "A mapping (YAML or JSON text) from the file's columns to the schema's fields."))] = None,
+    policy: Annotated[str, Query(description="What to do with invalid rows: flag, quarantine (a second "
+                                 "holding) or reject (refuse the file).")] = "flag",
 ) -> JSONResponse:
-    """Import a dataset sent as the raw request body (not multipart)."""
+    """Import a dataset sent as the raw request body (not multipart). The response is the holding,
+    with ``quarantine``: the holding of the invalid rows under the quarantine policy, else null."""
     limit = request.app.state.limits.max_dataset_bytes
     _refuse_declared_length(request, limit, "dataset")
     with memory_file("civicshare-upload") as (fd, path):
@@ -143,8 +162,12 @@ async def import_dataset(
         # The in-memory file has no name: the core tells the format from the label.
         holding = await run_in_threadpool(node.import_dataset, actor, path, name, fmt=fmt,
                                           encoding=encoding, label=filename or name,
-                                          classification=classification)
-    return JSONResponse(holding.to_json(), status_code=201)
+                                          classification=classification, schema=schema, mapping=mapping,
+                                          mapping_label="the mapping", policy=policy)
+    quarantine = node.quarantine_of(actor, holding.id)
+    body = holding.to_json()
+    body["quarantine"] = quarantine.to_json() if quarantine is not None else None
+    return JSONResponse(body, status_code=201)
 
 
 class _PipeSource(io.RawIOBase):
@@ -267,6 +290,8 @@ def export_holding(holding_id: str, actor: ActorDep, node: NodeDep, fmt: FormatQ
         "Content-Disposition": _attachment(filename),
         "X-Content-Type-Options": "nosniff",
     }
+    if holding.kind != DOCUMENT:
+        headers["Link"] = f'</v1/holdings/{holding.id}/schema>; rel="describedby"; type="application/json"'
     return StreamingResponse(_read_all(body), headers=headers, background=BackgroundTask(body.close))
 
 

@@ -77,6 +77,8 @@ def _describe(r: AgreementRecord) -> list[str]:
         f"  special category: {special}",
         f"  data items:      {covered}", f"  classification:  {a.classification}",
         f"  onward sharing:  {'allowed' if a.onward_sharing else 'not allowed'}",
+        *([f"  minimum quality: {a.minimum_quality} (a share scoring lower is refused)"]
+          if a.minimum_quality is not None else []),
         f"  retention:       {a.retention_words()}",
         f"  dates:           {a.start_date} to {a.end_date}, next review {a.review_date}",
         f"  DPIA:            {a.dpia_reference}",

@@ -14,8 +14,11 @@ from civicshare.cli import audit as audit_cmds
 from civicshare.cli import directory as directory_cmds
 from civicshare.cli import holdings as holdings_cmds
 from civicshare.cli import keys as keys_cmds
+from civicshare.cli import mappings as mapping_cmds
 from civicshare.cli import org as org_cmds
 from civicshare.cli import partners as partner_cmds
+from civicshare.cli import quality as quality_cmds
+from civicshare.cli import schemas as schema_cmds
 from civicshare.cli import transfers as transfer_cmds
 from civicshare.cli.context import STATE, err, out, print_json
 from civicshare.errors import CivicshareError, UsageError
@@ -35,10 +38,13 @@ app.add_typer(audit_cmds.audit_app, name="audit")
 app.add_typer(partner_cmds.partner_app, name="partner")
 app.add_typer(agreement_cmds.agreement_app, name="agreement")
 app.add_typer(directory_cmds.directory_app, name="directory")
+app.add_typer(mapping_cmds.mapping_app, name="mapping")
+app.add_typer(schema_cmds.schema_app, name="schema")
 org_cmds.register(app)
 holdings_cmds.register(app)
 partner_cmds.register(app)
 transfer_cmds.register(app)
+quality_cmds.register(app)
 
 
 def _version(value: bool) -> None:

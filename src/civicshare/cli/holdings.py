@@ -11,6 +11,7 @@ from civicshare.cli.context import STATE, err, out, print_json, print_table, siz
 from civicshare.cli.org import OrgOpt
 from civicshare.clock import iso
 from civicshare.errors import UsageError
+from civicshare.holdings.exporting import descriptor_path
 from civicshare.holdings.store import Holding
 
 holdings_app = typer.Typer(help="What the organisation holds.", no_args_is_help=True)
@@ -31,6 +32,9 @@ def _describe(h: Holding) -> None:
     if h.kind == "dataset":
         rows += [("rows", h.rows), ("columns", ", ".join(h.columns or [])),
                  ("source", f"{h.format}, {h.encoding}")]
+        rows += [(label, value) for label, value in (
+            ("schema", h.schema), ("quality score", None if h.quality_score is None else f"{h.quality_score:g}"),
+            ("quarantine of", h.quarantine_of)) if value is not None]
     rows += [("data key", h.key_id), ("created", f"{iso(h.created_at)} by {h.created_by}")]
     if h.shredded:
         rows.append(("shredded", f"{iso(h.shredded_at)} by {h.shredded_by}"))
@@ -51,27 +55,51 @@ def import_(
     classification: Annotated[str, typer.Option("--classification", help="OFFICIAL, or OFFICIAL-SENSITIVE for "
                                                 "data under the SENSITIVE handling caveat; a share needs an "
                                                 "agreement that allows it.")] = "OFFICIAL",
+    schema: Annotated[str | None, typer.Option("--schema", help="The schema the rows follow (see `schema list`); "
+                                               "without --mapping the columns must be its field names.")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="A YAML mapping from the file's columns to the "
+                                                 "schema's fields (see `mapping suggest`).", exists=True,
+                                                 dir_okay=False, readable=True)] = None,
+    policy: Annotated[str, typer.Option("--policy", help="What to do with invalid rows: flag (import all, the "
+                                        "quality report flags them), quarantine (a second holding) or reject "
+                                        "(refuse the file).")] = "flag",
     org: OrgOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Import FILE as an encrypted holding. A bad file imports nothing and every problem is listed."""
     if (dataset is None) == (not document):
         raise UsageError("Say what FILE is: --dataset NAME for rows, or --document for a file kept whole.")
+    if document and (schema or mapping or policy != "flag"):
+        raise UsageError("--schema, --mapping and --policy are for datasets; a document is kept whole.")
+    quarantine: Holding | None = None
     with STATE.node() as node:
         actor = STATE.operator(node, org)
         if dataset is not None:
             with err.status(f"Importing {file.name} ..."):
                 holding = node.import_dataset(actor, file, dataset, fmt=fmt, encoding=encoding, label=str(file),
-                                              classification=classification)
+                                              classification=classification, schema=schema,
+                                              mapping=mapping.read_bytes() if mapping else None,
+                                              mapping_label=str(mapping) if mapping else None, policy=policy)
+            quarantine = node.quarantine_of(actor, holding.id)
         else:
             with file.open("rb") as fh, err.status(f"Encrypting {file.name} ..."):
                 holding = node.import_document(actor, fh, file.name, title=title, media_type=media_type,
                                                classification=classification)
         if json_out:
-            print_json(holding.to_json())
+            shown = holding.to_json()
+            if holding.kind == "dataset":
+                shown["quarantine"] = quarantine.to_json() if quarantine is not None else None
+            print_json(shown)
         elif holding.kind == "dataset":
-            out.print(f"Imported {holding.rows} rows into dataset {holding.name!r} as {holding.id}, "
+            into = f" ({holding.schema})" if holding.schema else ""
+            out.print(f"Imported {holding.rows} rows into dataset {holding.name!r}{into} as {holding.id}, "
                       f"encrypted under data key {holding.key_id}.", markup=False)
+            if holding.quality_score is not None:
+                out.print(f"Quality score {holding.quality_score:g} of 100; see `civicshare quality {holding.id}`.",
+                          markup=False)
+            if quarantine is not None:
+                moved = "1 invalid row" if quarantine.rows == 1 else f"{quarantine.rows} invalid rows"
+                out.print(f"Quarantined {moved} into {quarantine.name!r} as {quarantine.id}.", markup=False)
         else:
             out.print(f"Stored document {holding.name!r} ({size_words(holding.size)}) as {holding.id}, "
                       f"encrypted under data key {holding.key_id}.", markup=False)
@@ -104,20 +132,27 @@ def holdings_show(holding_id: Annotated[str, typer.Argument(metavar="ID")], org:
 
 def export(
     holding_id: Annotated[str, typer.Argument(metavar="ID")],
-    out_file: Annotated[Path, typer.Option("--out", help="File to write; it must not exist yet.")],
+    out_file: Annotated[Path, typer.Option("--out", help="File to write; it (and, for a dataset, "
+                                                         "FILE.schema.json) must not exist yet.")],
     fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl, parquet or xlsx (datasets).")] = None,
     org: OrgOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Decrypt a holding to a file. CSV exports neutralise spreadsheet formulas."""
+    """Decrypt a holding to a file. CSV exports neutralise spreadsheet formulas.
+
+    A dataset's Frictionless Table Schema is written beside it, as FILE.schema.json.
+    """
     with STATE.node() as node:
         holding, rows = node.export(STATE.operator(node, org), holding_id, out_file, fmt)
+        described = descriptor_path(out_file) if rows is not None else None
         if json_out:
-            print_json({"holding": holding.id, "out": str(out_file), "rows": rows})
+            print_json({"holding": holding.id, "out": str(out_file), "rows": rows,
+                        "schema": None if described is None else str(described)})
         elif rows is None:
             out.print(f"Wrote document {holding.name!r} to {out_file}.", markup=False)
         else:
-            out.print(f"Wrote {rows} rows of {holding.name!r} to {out_file}.", markup=False)
+            out.print(f"Wrote {rows} rows of {holding.name!r} to {out_file}, described in {described}.",
+                      markup=False)
 
 
 def shred(

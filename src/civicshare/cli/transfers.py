@@ -152,7 +152,10 @@ def _agreement(ref: dict[str, object] | None) -> str:
 
 
 def inbox(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
-    """Transfers partners sent to this organisation: arriving, delivered (a new holding) or refused."""
+    """Transfers partners sent to this organisation: arriving, delivered (a new holding) or refused.
+
+    A dataset shows the quality score its sender stated, to be seen before the data is used.
+    """
     with STATE.node() as node:
         found = node.inbox(STATE.operator(node, org))
     if json_out:
@@ -162,9 +165,20 @@ def inbox(org: OrgOpt = None, json_out: JsonOpt = False) -> None:
     for item in found:
         data = item.to_json()
         rows.append([data["sender"], data["transfer"], data["state"], data["holding"], data["kind"], data["name"],
-                     size_words(data["size"]), data["rows"], data["received"], _deletion(data["deletion"])])
-    print_table("Inbox", ["from", "transfer", "state", "holding", "kind", "name", "size", "rows", "received",
-                          "retention"], rows)
+                     size_words(data["size"]), data["rows"], _quality(data), data["received"],
+                     _deletion(data["deletion"])])
+    print_table("Inbox", ["from", "transfer", "state", "holding", "kind", "name", "size", "rows", "quality",
+                          "received", "retention"], rows)
+
+
+def _quality(data: dict[str, Any]) -> str:
+    """The sender's quality score, and how many rows it found a fault in."""
+    if data["kind"] != "dataset":
+        return ""
+    summary = data["quality"]
+    if summary is None:
+        return "not stated"
+    return f"{summary['score']:g} ({summary['invalid_rows']} of {summary['rows']} rows with faults)"
 
 
 def receive(

@@ -46,6 +46,7 @@ from civicshare.errors import (
 )
 from civicshare.exchange.fields import transfer_id
 from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
+from civicshare.exchange.quality_summary import keep_received
 from civicshare.exchange.receipt import Receipt, sign_receipt
 from civicshare.exchange.staging import PartsLate, Staging
 from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
@@ -334,6 +335,7 @@ class Inbox:
                         t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == row.transfer_id,
                         t.inbound.c.state == RECEIVING).values(bytes_received=0))
                 raise
+        keep_received(node, org_id, holding.id, manifest.holding.quality, sender=row.sender, transfer=row.transfer_id)
         node.audit.append(org_id, RECEIVER, "transfer.receive", row.transfer_id, details={
             "sender": row.sender, "transfer": row.transfer_id, "holding": holding.id, "route": row.route,
             "kind": manifest.holding.kind, "plaintext_size": manifest.plaintext.size,

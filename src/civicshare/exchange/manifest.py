@@ -2,10 +2,10 @@
 
 It names the transfer, both organisations, the data sharing agreement it moves under (id, version and
 the SHA-256 of its canonical form), the holding (its kind, name, classification and, for a dataset,
-the row count and the columns, only the agreed ones), the sizes and SHA-256 of the plaintext and of
-the age ciphertext, the age recipient the ciphertext is sealed to, and the SHA-256 of every part the
-ciphertext is sent in. The recipient checks every byte it receives against it, so the manifest is
-all it needs to trust.
+the row count, the columns, only the agreed ones, and its quality summary), the sizes and SHA-256 of
+the plaintext and of the age ciphertext, the age recipient the ciphertext is sealed to, and the
+SHA-256 of every part the ciphertext is sent in. The recipient checks every byte it receives against
+it, so the manifest is all it needs to trust.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from civicshare.exchange.fields import (
     text_line,
     transfer_id,
 )
+from civicshare.exchange.quality_summary import check_quality, score_of
 from civicshare.exchange.signed import Signer, document_body, sign_document, verify_document
 
 MANIFEST = "manifest"
@@ -56,6 +57,9 @@ MAX_AGREEMENT_VERSION = 1_000_000
 _FIELDS = ("transfer", "sender", "recipient", "created", "agreement", "holding", "plaintext", "ciphertext",
            "parts")
 _HOLDING_FIELDS = ("id", "kind", "name", "media_type", "classification", "rows", "columns")
+# ``holding.quality`` is left out (or null) for a document, or a dataset whose sender states no summary;
+# manifests signed before quality summaries existed have none either.
+_OPTIONAL_HOLDING_FIELDS = ("quality",)
 _AGREEMENT_FIELDS = ("id", "version", "sha256")
 
 
@@ -85,15 +89,28 @@ class HoldingInfo:
     rows: int | None
     columns: list[dict[str, str]] | None
     classification: str
+    # A dataset's quality summary in its manifest form (civicshare.exchange.quality_summary); None for a
+    # document, or a dataset whose sender stated none.
+    quality: dict[str, Any] | None = None
 
     def to_body(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "name": self.name, "media_type": self.media_type,
-                "classification": self.classification, "rows": self.rows,
-                "columns": [dict(c) for c in self.columns] if self.columns is not None else None}
+        body: dict[str, Any] = {
+            "id": self.id, "kind": self.kind, "name": self.name, "media_type": self.media_type,
+            "classification": self.classification, "rows": self.rows,
+            "columns": [dict(c) for c in self.columns] if self.columns is not None else None}
+        if self.quality is not None:
+            # Left out when there is none, so such a manifest keeps the bytes earlier versions wrote.
+            body["quality"] = {**self.quality, "fields": {k: dict(v) for k, v in self.quality["fields"].items()}}
+        return body
 
     @property
     def column_names(self) -> list[str]:
         return [c["name"] for c in self.columns or []]
+
+    @property
+    def quality_score(self) -> float | None:
+        """The score (0 to 100) the sender's quality summary states, if it states one."""
+        return score_of(self.quality)
 
 
 def parts_needed(size: int, part_size: int) -> int:
@@ -187,7 +204,8 @@ def _holding(check: Checker, value: object) -> HoldingInfo:
     if not isinstance(value, dict):
         check.add("must be an object describing the holding", "holding")
         return HoldingInfo("", "", "", "", None, None, "")
-    check.fields(value, _HOLDING_FIELDS, "holding.", "holding description")
+    check.fields({k: v for k, v in value.items() if k not in _OPTIONAL_HOLDING_FIELDS}, _HOLDING_FIELDS, "holding.",
+                 "holding description")
     hid = check.field(value, "id", holding_id, "holding.")
     kind = check.field(value, "kind", _kind, "holding.")
     name = check.field(value, "name", lambda v: text_line(v, MAX_NAME), "holding.")
@@ -199,12 +217,16 @@ def _holding(check: Checker, value: object) -> HoldingInfo:
             check.add("must be null for a document", "holding.rows")
         if columns is not None:
             check.add("must be null for a document", "holding.columns")
+        if value.get("quality") is not None:
+            check.add("must be null for a document: documents have no quality summary", "holding.quality")
         return HoldingInfo(hid, kind, name, media_type, None, None, classification)
     if kind == DATASET:
         if media_type is not None and media_type != PARQUET_MEDIA_TYPE:
             check.add(f"must be {PARQUET_MEDIA_TYPE} for a dataset", "holding.media_type")
         rows = check.field(value, "rows", byte_count, "holding.")
-        return HoldingInfo(hid, kind, name, media_type, rows, _columns(check, columns), classification)
+        described = _columns(check, columns)
+        quality = check_quality(check, value.get("quality"), rows=rows, columns=[c["name"] for c in described])
+        return HoldingInfo(hid, kind, name, media_type, rows, described, classification, quality)
     return HoldingInfo(hid, kind, name, media_type, None, None, classification)
 
 

@@ -2,7 +2,8 @@
 
 ``share`` first checks the data sharing agreement it names (civicshare.agreements.enforce): active,
 naming this organisation as provider and the partner as recipient, covering the holding and its
-classification. A dataset is minimised to the agreed fields before it is sealed. It then seals the
+classification, and a dataset's quality score against the agreement's minimum. A dataset is minimised
+to the agreed fields before it is sealed, and its manifest carries its quality summary. It then seals the
 holding to the partner's age recipient into ``outbox/<org>/<transfer>.age``,
 signs the manifest and records the transfer (state ``queued``) in one insert: the transfer exists in
 the outbox before a byte is sent. The delivery worker moves it through ``sending`` to ``delivered``
@@ -14,6 +15,7 @@ can never move a transfer backwards.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,7 @@ from civicshare.errors import (
     UsageError,
 )
 from civicshare.exchange.manifest import PART_SIZE, AgreementRef, Manifest, sign_manifest
+from civicshare.exchange.quality_summary import score_text, share_summary, to_manifest
 from civicshare.exchange.receipt import Receipt, check_receipt, parse_receipt, peek_receipt
 from civicshare.exchange.transfers import (
     DELIVERED,
@@ -96,7 +99,7 @@ class Outbox:
             if route == NETWORK and not partner.endpoint:
                 raise UsageError(f"{to}'s card names no endpoint, so it cannot be reached over the network; "
                                  "share with --out FILE and carry the package to them.")
-            record, columns = self._agreed(actor, holding_id, to, agreement)
+            record, columns, quality = self._agreed(actor, holding_id, to, agreement)
             ref = AgreementRef(record.id, record.version, record.hash)
             event.update(agreement=record.id, agreement_version=record.version, agreement_hash=record.hash)
             transfer_id = new_id("t", node.rng)
@@ -109,9 +112,12 @@ class Outbox:
                 sealed = seal_holding(node, actor, holding_id, partner.age_recipient, dest, part_size=part_size,
                                       columns=columns)
                 now = node.clock()
+                # The summary describes the shared columns only.
+                info = replace(sealed.holding, quality=None if quality is None else
+                               to_manifest(quality, sealed.holding.column_names))
                 # Manifests state times to the second.
                 manifest = Manifest(transfer_id, actor.org_id, to, now.replace(microsecond=0), ref,
-                                    sealed.holding, sealed.plaintext, sealed.ciphertext, partner.age_recipient,
+                                    info, sealed.plaintext, sealed.ciphertext, partner.age_recipient,
                                     sealed.part_size, tuple(sealed.part_hashes))
                 key_id, _public = node.keys.signing_key(actor.org_id)
                 store = node.keystore(actor.org_id)
@@ -136,14 +142,16 @@ class Outbox:
                 raise
             if out is not None:
                 dest.unlink(missing_ok=True)  # the package carries the ciphertext now
-            event.update(kind=sealed.holding.kind, plaintext_size=sealed.plaintext.size,
+            event.update(kind=sealed.holding.kind, quality_score=score_text(info.quality),
+                         plaintext_size=sealed.plaintext.size,
                          ciphertext_size=sealed.ciphertext.size, parts=len(sealed.part_hashes),
                          fields=sealed.holding.column_names if columns is not None else None)
             return self._get(actor.org_id, transfer_id)
 
     def _agreed(self, actor: Actor, holding_id: str, to: str,
-                agreement: str | None) -> tuple[AgreementRecord, list[str] | None]:
-        """The agreement this share goes under, once it allows it; and the columns to seal (datasets)."""
+                agreement: str | None) -> tuple[AgreementRecord, list[str] | None, dict[str, Any] | None]:
+        """The agreement this share goes under, once it allows it; the columns to seal and the quality
+        summary (datasets)."""
         agreement_id = require_agreement(agreement)
         try:
             record = self.node.agreement_register.find(actor.org_id, agreement_id)
@@ -151,9 +159,11 @@ class Outbox:
             raise AgreementRefused(RULE_NEEDED, f"{actor.org_id} has no agreement {agreement_id} in its "
                                                 "register") from None
         holding = self.node.holdings.lookup(actor, holding_id)
+        quality = share_summary(self.node, actor, holding)
         facts = HoldingFacts(holding.kind, holding.name, holding.media_type,
-                             tuple(holding.columns) if holding.columns is not None else None, holding.classification)
-        return record, check_share(record, actor.org_id, to, facts)
+                             tuple(holding.columns) if holding.columns is not None else None, holding.classification,
+                             None if quality is None else float(quality["score"]))
+        return record, check_share(record, actor.org_id, to, facts), quality
 
     def recheck(self, transfer: Transfer) -> None:
         """Before each delivery attempt: the agreement the transfer went under must still be active.

@@ -21,6 +21,7 @@ from civicshare.canonical import parse_json
 from civicshare.clock import iso, system_clock, utc
 from civicshare.errors import StillPending
 from civicshare.exchange.manifest import Manifest, manifest_sha256, peek_manifest
+from civicshare.exchange.quality_summary import readable
 
 if TYPE_CHECKING:
     from civicshare.exchange.delivery import DeliveryWorker
@@ -240,6 +241,8 @@ class InboundTransfer:
             "version": VERSION, "organisation": self.org_id, "transfer": self.transfer_id, "sender": self.sender,
             "route": self.route, "state": self.state, "holding": self.holding_id, "kind": manifest.holding.kind,
             "name": manifest.holding.name, "size": manifest.plaintext.size, "rows": manifest.holding.rows,
+            # The sender's quality summary, to be seen before the data is used (None: documents, or none stated).
+            "quality_score": manifest.holding.quality_score, "quality": readable(manifest.holding.quality),
             "bytes_received": self.bytes_received, "refused_reason": self.refused_reason,
             "received": iso(self.created_at), "completed": iso(self.completed_at),
             "deletion": self.deletion_json(),

@@ -5,21 +5,32 @@ on any failure the partial file is removed. CSV cells that a spreadsheet would r
 (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) get a leading ``'``. In XLSX such
 values are stored as explicit text cells, so they are never formulas; XLSX is XML, which stores every
 line break (CR LF, or a lone CR) as LF, as Excel itself does.
+
+Beside an export to a file goes ``FILE.schema.json``, a Frictionless Table Schema of the holding (see
+``table_schema``): the fields of its schema where it has one, otherwise every column as text.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import duckdb
 
-from civicshare.errors import Conflict, UsageError
+from civicshare.crypto.atomicfile import atomic_write
+from civicshare.errors import CivicshareError, Conflict, NotFound, UsageError
 from civicshare.holdings import duck, encrypted
 from civicshare.holdings.problems import Problems
 from civicshare.memfile import memory_file, writes_in_place
+
+if TYPE_CHECKING:
+    from civicshare.schemas.catalog import SchemaCatalog
+    from civicshare.schemas.model import Schema
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -36,6 +47,7 @@ _COPY_OPTIONS = {
 # Characters an XLSX (XML 1.0) cell cannot hold; the same set openpyxl refuses.
 _XLSX_ILLEGAL = re.compile(r"[\000-\010\013\014\016-\037]")
 _XLSX_ERROR_CODES = frozenset(("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"))
+DESCRIPTOR_SUFFIX = ".schema.json"
 
 
 def neutralise(text: str) -> str:
@@ -209,3 +221,115 @@ def export_table(src: Path, key: bytes, out: Path, fmt: str, *, overwrite: bool 
             partial.unlink(missing_ok=True)
         raise
     return rows
+
+
+# The schema descriptor beside an export --------------------------------------------------------
+
+
+class Described(Protocol):
+    """What ``describe_holding`` reads of a holding (civicshare.holdings.store.Holding)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def columns(self) -> list[str] | None: ...
+    @property
+    def schema(self) -> str | None: ...
+
+
+H = TypeVar("H", bound=Described)
+
+
+def descriptor_path(out: Path) -> Path:
+    """Where the Table Schema of an export to ``out`` goes: ``out`` + ``.schema.json``."""
+    out = Path(out)
+    return out.with_name(out.name + DESCRIPTOR_SUFFIX)
+
+
+def table_schema(columns: Sequence[str], schema: Schema | None = None,
+                 schema_key: str | None = None) -> dict[str, Any]:
+    """A Frictionless Table Schema of a table with ``columns``, in their order.
+
+    A column the ``schema`` defines is described as the schema does (type, constraints, validator);
+    any other column is a string field. What applies to columns the table lacks (a minimised share
+    holds only the agreed ones) is left out: their fields, a primary key or consistency rule naming
+    them. Empty cells are missing values, as the export writes NULL.
+    """
+    if schema is None:
+        return {"fields": [{"name": c, "type": "string"} for c in columns], "missingValues": [""]}
+    published = schema.to_table_schema()
+    by_name = {f["name"]: f for f in published.get("fields", [])}
+    present = set(columns)
+    descriptor = {k: v for k, v in published.items() if k not in ("fields", "primaryKey")}
+    descriptor["fields"] = [by_name.get(c, {"name": c, "type": "string"}) for c in columns]
+    descriptor.setdefault("missingValues", [""])
+    key = published.get("primaryKey")
+    key_fields = [key] if isinstance(key, str) else list(key or [])
+    if key_fields and set(key_fields) <= present:
+        descriptor["primaryKey"] = key
+    if "civicshare:identifiers" in descriptor:
+        descriptor["civicshare:identifiers"] = [f for f in descriptor["civicshare:identifiers"] if f in present]
+    if "civicshare:consistency" in descriptor:
+        descriptor["civicshare:consistency"] = [pair for pair in descriptor["civicshare:consistency"]
+                                                if set(pair) <= present]
+    descriptor["civicshare:schema"] = schema_key or schema.key
+    return descriptor
+
+
+def describe_holding(catalog: SchemaCatalog, holding: Described) -> dict[str, Any]:
+    """The Table Schema of a dataset holding: of its schema (``name@version``) if it has one.
+
+    A schema no longer in the catalog leaves the columns described as text, and says so.
+    """
+    if holding.kind != "dataset" or holding.columns is None:
+        raise UsageError(f"Holding {holding.id} is a document; only a dataset has a table schema.")
+    key = holding.schema
+    if not key:
+        return table_schema(holding.columns)
+    try:
+        schema = catalog.get(key.split("@", 1)[0])
+    except NotFound:
+        descriptor = table_schema(holding.columns)
+        descriptor["description"] = (f"{holding.name} was imported with the schema {key}, which this node no "
+                                     "longer has; every column is described as text.")
+        return descriptor
+    return table_schema(holding.columns, schema, key)
+
+
+def descriptor_bytes(descriptor: dict[str, Any]) -> bytes:
+    return (json.dumps(descriptor, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def export_described(export: Callable[[], tuple[H, int | None]], out: Path,
+                     describe: Callable[[H], dict[str, Any]], *, overwrite: bool = False,
+                     peek: Callable[[], str] | None = None) -> tuple[H, int | None]:
+    """Run ``export`` to ``out``, then write a dataset's Table Schema beside it (``descriptor_path``).
+
+    The descriptor is written atomically like the export. If it cannot be written (it exists and
+    ``overwrite`` is false: Conflict), the export is removed too, so there is never data without its
+    description. ``peek`` (the holding's kind, without logging) lets an existing descriptor be refused
+    before any data is decrypted. An in-memory or device output gets no descriptor: the API serves it
+    at its own route.
+    """
+    out = Path(out)
+    side = None if writes_in_place(out) else descriptor_path(out)
+    if side is not None and not overwrite and (side.exists() or side.is_symlink()) and peek is not None:
+        try:
+            kind = peek()
+        except CivicshareError:
+            kind = None  # the export itself refuses, and logs why
+        if kind == "dataset":
+            raise Conflict(f"{side.name} already exists; choose another name for the export or move it away.")
+    holding, rows = export()
+    if side is None or holding.kind != "dataset":
+        return holding, rows
+    try:
+        atomic_write(side, descriptor_bytes(describe(holding)), overwrite=overwrite)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return holding, rows

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -30,6 +30,10 @@ from civicshare.db import tables as t
 from civicshare.errors import Conflict, NotFound, Shredded, UsageError
 from civicshare.holdings.tabular import detect_format, export_table, import_table
 from civicshare.keys import KeyRegister
+from civicshare.schemas.importing import FLAG, QUARANTINE, QUARANTINE_SUFFIX, check_table, plan_import
+
+if TYPE_CHECKING:
+    from civicshare.schemas.model import Schema
 
 DATASET, DOCUMENT = "dataset", "document"
 EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
@@ -60,6 +64,10 @@ class Holding:
     shredded_at: datetime | None
     shredded_by: str | None
     classification: str = OFFICIAL
+    schema: str | None = None  # "name@version" of the schema the rows follow
+    quality_score: float | None = None
+    quarantine_of: str | None = None  # the holding whose invalid rows this one holds
+    quality: str | None = field(default=None, repr=False)  # the quality report, JSON
 
     @property
     def shredded(self) -> bool:
@@ -74,6 +82,7 @@ class Holding:
             "created": iso(self.created_at), "created_by": self.created_by,
             "state": "shredded" if self.shredded else "held",
             "shredded": iso(self.shredded_at), "shredded_by": self.shredded_by,
+            "schema": self.schema, "quality_score": self.quality_score, "quarantine_of": self.quarantine_of,
         }
 
 
@@ -82,6 +91,7 @@ def _holding(row: Any) -> Holding:
         row.id, row.org_id, row.kind, row.name, row.media_type, row.size, row.rows,
         json.loads(row.columns) if row.columns else None, row.format, row.encoding, row.key_id, row.blob,
         row.created_at, row.created_by, row.shredded_at, row.shredded_by, row.classification,
+        row.schema, row.quality_score, row.quarantine_of, row.quality,
     )
 
 
@@ -106,6 +116,8 @@ class HoldingStore:
         self.scrub = scrub
         # Set by the node: refuses a use of a holding its data sharing agreement does not allow.
         self.check_access: AccessCheck | None = None
+        # Set by the node: the schema catalogue's lookup by name, for imports into a schema.
+        self.schemas: Callable[[str], Schema] | None = None
 
     def _guard(self, actor: Actor, holding_id: str, use: str) -> None:
         if self.check_access is not None:
@@ -145,24 +157,62 @@ class HoldingStore:
     # Import ------------------------------------------------------------------------------------
 
     def import_dataset(self, actor: Actor, source: Path, name: str, *, fmt: str | None = None,
-                       encoding: str = "auto", label: str | None = None, classification: str = OFFICIAL) -> Holding:
+                       encoding: str = "auto", label: str | None = None, classification: str = OFFICIAL,
+                       schema: str | None = None, mapping: str | bytes | None = None,
+                       mapping_label: str | None = None, policy: str = FLAG) -> Holding:
+        """Import a dataset, into ``schema`` through ``mapping`` (YAML text) if given, applying
+        ``policy`` (flag, quarantine or reject) to invalid rows. The quality report is stored with the
+        holding; under quarantine, invalid rows become a second holding (see :meth:`quarantine_of`)."""
         with self.audit.event(actor, "holding.import", None, kind=DATASET, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
             name = _check_name(name)
             classification = check_classification(classification)
+            plan = plan_import(self.schemas, schema, mapping, mapping_label, policy)
             holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
             # An upload held in memory has no file name of its own; its label (the original name) tells.
             fmt = fmt or detect_format(Path(label) if label else source)
-            event.update(object=holding_id, format=fmt)
+            event.update(object=holding_id, format=fmt, schema=plan.schema_key, policy=plan.policy)
             dek = new_table_key(self.rng)
             blob = self._new_blob(actor.org_id, holding_id, ".parquet")
+            today = self.clock().date()
+            shown = label or source.name
             info = import_table(source, blob, dek, fmt=fmt, encoding=encoding, label=label,
-                                work_dir=self.layout.work_dir)
+                                work_dir=self.layout.work_dir, shape=plan.shape(shown, today))
             event.update(rows=info.rows, columns=len(info.columns), encoding=info.encoding, key=key_id)
+            quarantine_id = quarantine_key_id = None
+            quarantine: tuple[Path, bytes] | None = None
+            if plan.policy == QUARANTINE:
+                quarantine_id, quarantine_key_id = new_id("h", self.rng), new_id("k", self.rng)
+                quarantine = (self._new_blob(actor.org_id, quarantine_id, ".parquet"), new_table_key(self.rng))
+            try:
+                checked = check_table(plan, blob, dek, info.columns, info.rows, today=today, label=shown,
+                                      quarantine=quarantine)
+            except BaseException:
+                blob.unlink(missing_ok=True)
+                raise
+            # Audit details carry whole numbers only: the score (one decimal place) goes as text.
+            event.update(quality_score=f"{checked.report.score:g}", invalid_rows=checked.report.invalid_rows)
+            common = dict(media_type=PARQUET_MEDIA_TYPE, size=info.source_size, columns=json.dumps(info.columns),
+                          format=info.format, encoding=info.encoding, classification=classification,
+                          schema=plan.schema_key)
+            also = []
+            if checked.quarantine_report is not None and quarantine_id and quarantine_key_id and quarantine:
+                event.update(rows=checked.rows, quarantined=checked.quarantined, quarantine=quarantine_id)
+                also.append((quarantine_id, quarantine_key_id, quarantine[1], quarantine[0], dict(
+                    common, name=_check_name(name[:300 - len(QUARANTINE_SUFFIX)] + QUARANTINE_SUFFIX),
+                    rows=checked.quarantined, quarantine_of=holding_id,
+                    quality=checked.quarantine_report.dumps(), quality_score=checked.quarantine_report.score)))
             return self._commit(actor, holding_id, key_id, dek, blob, DATASET, dict(
-                name=name, media_type=PARQUET_MEDIA_TYPE, size=info.source_size, rows=info.rows,
-                columns=json.dumps(info.columns), format=info.format, encoding=info.encoding,
-                classification=classification))
+                common, name=name, rows=checked.rows, quality=checked.report.dumps(),
+                quality_score=checked.report.score), also=also)
+
+    def quarantine_of(self, actor: Actor, holding_id: str) -> Holding | None:
+        """The holding that took the invalid rows of ``holding_id`` on import, if any."""
+        actor.require(Permission.HOLDINGS_READ, "see holdings")
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.holdings).where(
+                t.holdings.c.quarantine_of == holding_id, t.holdings.c.org_id == actor.org_id)).first()
+        return None if row is None else _holding(row)
 
     def import_document(self, actor: Actor, source: BinaryIO, filename: str, *, title: str | None = None,
                         media_type: str | None = None, classification: str = OFFICIAL) -> Holding:
@@ -189,22 +239,36 @@ class HoldingStore:
         return folder / f"{holding_id}{suffix}"
 
     def _commit(self, actor: Actor, holding_id: str, key_id: str, dek: bytes, blob: Path, kind: str,
-                fields: dict[str, Any]) -> Holding:
-        """Record the holding and its wrapped key in one transaction; on failure, drop the blob."""
+                fields: dict[str, Any], also: Sequence[tuple[str, str, bytes, Path, dict[str, Any]]] = ()) -> Holding:
+        """Record the holding and its wrapped key (and ``also`` further holdings of the same kind, such
+        as quarantined rows) in one transaction; on failure, drop the blobs."""
+        records = [(holding_id, key_id, dek, blob, fields), *also]
+        now = self.clock()
         try:
             with self.engine.begin() as conn:
-                self.register.add_data_key(conn, actor.org_id, holding_id, kind,
-                                           self.keystore(actor.org_id), key_id, dek)
-                conn.execute(insert(t.holdings).values(
-                    id=holding_id, org_id=actor.org_id, kind=kind, key_id=key_id,
-                    blob=str(blob.relative_to(self.layout.home)), created_at=self.clock(),
-                    created_by=actor.name, **fields))
+                for record_id, record_key_id, record_dek, record_blob, record_fields in records:
+                    self.register.add_data_key(conn, actor.org_id, record_id, kind,
+                                               self.keystore(actor.org_id), record_key_id, record_dek)
+                    conn.execute(insert(t.holdings).values(
+                        id=record_id, org_id=actor.org_id, kind=kind, key_id=record_key_id,
+                        blob=str(record_blob.relative_to(self.layout.home)), created_at=now,
+                        created_by=actor.name, **record_fields))
         except BaseException:
-            blob.unlink(missing_ok=True)
+            for record in records:
+                record[3].unlink(missing_ok=True)
             raise
-        self.audit.append(actor.org_id, actor.name, "key.create", key_id,
-                          details={"purpose": "data", "holding": holding_id, "custody": "wrapped"})
+        for record_id, record_key_id, *_ in records:
+            self.audit.append(actor.org_id, actor.name, "key.create", record_key_id,
+                              details={"purpose": "data", "holding": record_id, "custody": "wrapped"})
         return self._get(actor, holding_id)
+
+    def open_dataset(self, actor: Actor, holding: Holding) -> tuple[Path, bytes]:
+        """The blob and unwrapped data key (logged as key.unwrap) of a dataset the actor was allowed to
+        see with :meth:`get`, for reading it inside the node (its quality report)."""
+        actor.require(Permission.HOLDINGS_READ, "see holdings")
+        if holding.org_id != actor.org_id or holding.kind != DATASET:
+            raise NotFound(f"No dataset {holding.id!r} in organisation {actor.org_id}.")
+        return self._blob(holding), self._data_key(actor, holding)
 
     # Sharing and receiving -------------------------------------------------------------------
 

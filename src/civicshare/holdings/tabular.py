@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ class TableInfo:
     format: str  # "csv" | "xlsx" | "jsonl" | "parquet"
     encoding: str  # "utf-8", "utf-8-sig", "windows-1252", "latin-1", or "n/a" for xlsx and parquet
     source_size: int  # bytes of the source file
+    source_columns: list[str] | None = None  # the file's own columns, where a mapping renamed them
+
+
+# Given the source's columns, the select list that shapes them (a schema mapping); raises InvalidInput.
+Shape = Callable[[list[str]], tuple[str, list[str]]]
 
 
 def detect_format(path: Path) -> str:
@@ -75,7 +81,7 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def _import_format(fmt: str | None, source: Path) -> str:
+def import_format(fmt: str | None, source: Path) -> str:
     if fmt is None:
         return detect_format(source)
     found = _FORMAT_ALIASES.get(str(fmt).strip().lower())
@@ -174,7 +180,8 @@ def _feed_failure(feed: FifoFeed, prepared: Prepared, label: str) -> CivicshareE
     return None
 
 
-def _load(prepared: Prepared, partial: Path, key: bytes, label: str, work_dir: Path | None) -> int:
+def _load(prepared: Prepared, partial: Path, key: bytes, label: str, work_dir: Path | None,
+          select_list: str = "*") -> int:
     """Write the encrypted table to ``partial`` and return the row count, or raise."""
     with duck.connection() as con:
         key_name = duck.add_parquet_key(con, key)
@@ -183,7 +190,8 @@ def _load(prepared: Prepared, partial: Path, key: bytes, label: str, work_dir: P
         rows = 0
         with feed if feed is not None else nullcontext(prepared.path) as read_path:
             assert read_path is not None
-            sql = encrypted.copy_to_encrypted(f"SELECT * FROM {_read_csv_sql(read_path, prepared)}", partial, key_name)
+            sql = encrypted.copy_to_encrypted(f"SELECT {select_list} FROM {_read_csv_sql(read_path, prepared)}",
+                                              partial, key_name)
             try:
                 result = con.execute(sql).fetchone()
                 rows = int(result[0]) if result else 0
@@ -216,8 +224,12 @@ def import_table(
     encoding: str = "auto",
     label: str | None = None,
     work_dir: Path | None = None,
+    shape: Shape | None = None,
 ) -> TableInfo:
     """Import ``source`` into ``dest`` as an encrypted Parquet table under ``key``.
+
+    ``shape``, given the file's columns, returns the select list and the stored columns (a schema
+    mapping, compiled into the one SELECT that reads the file); it is called before any row is read.
 
     Raises :class:`InvalidInput` listing every problem with the file, :class:`UsageError` for an
     unknown format or encoding, :class:`NotFound` if ``source`` does not exist. On any failure
@@ -225,7 +237,7 @@ def import_table(
     """
     key = duck.check_key(key)
     source, dest = Path(source), Path(dest)
-    fmt = _import_format(fmt, source)
+    fmt = import_format(fmt, source)
     encoding = normalise_encoding(encoding)
     name = label or source.name
     if not source.is_file():
@@ -238,8 +250,12 @@ def import_table(
 
     partial = dest.with_name(dest.name + ".partial")
     prepared = prepare(source, fmt, encoding, name)
+    columns = list(prepared.columns)
     try:
-        rows = _load(prepared, partial, key, name, work_dir)
+        select_list = "*"
+        if shape is not None:
+            select_list, columns = shape(list(prepared.columns))
+        rows = _load(prepared, partial, key, name, work_dir, select_list)
         encrypted.fsync_file(partial)
         os.replace(partial, dest)
         encrypted.fsync_dir(dest.parent)
@@ -249,7 +265,8 @@ def import_table(
     finally:
         prepared.close()
     return TableInfo(
-        rows=rows, columns=list(prepared.columns), format=fmt, encoding=prepared.encoding, source_size=size
+        rows=rows, columns=columns, format=fmt, encoding=prepared.encoding, source_size=size,
+        source_columns=list(prepared.columns) if shape is not None else None,
     )
 
 
@@ -341,3 +358,4 @@ def read_rows(src: Path, key: bytes, limit: int | None = None) -> tuple[list[str
         table = encrypted.open_table(con, Path(src), key)
         rows = encrypted.run_reading(con, table.select(limit), table, f"reading {table.path.name}")
     return list(table.columns), [tuple(r) for r in rows]
+
