@@ -111,6 +111,8 @@ class NodeHome:
     proc: subprocess.Popen[bytes] | None = None
     serve_args: list[str] = field(default_factory=list)
     starts: int = 0
+    # API tokens of the users made for test set-up, by user name (a token is shown only once).
+    tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def home(self) -> Path:
@@ -362,12 +364,27 @@ def serving_pair(root: Path, db_url: str | None, *serve: str) -> Iterator[tuple[
 DPO_NAME = "dpo-officer"
 
 
+def _token(node: NodeHome, name: str, role: str) -> str:
+    """The API token of the user ``name`` (made with ``role`` on first use) at ``node``."""
+    if name not in node.tokens:
+        node.tokens[name] = node.add_user(name, role)
+    return node.tokens[name]
+
+
 def _ensure_dpo(node: NodeHome) -> str:
     """The node's data protection officer (made on first use), who signs agreements for it."""
-    result = node.run("user", "add", DPO_NAME, "--role", "dpo", check=False)
-    if result.code != 0 and "already exists" not in result.err:
-        result.check()
+    _token(node, DPO_NAME, "dpo")
     return DPO_NAME
+
+
+def _api(node: NodeHome, user: str, role: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """One call to the serving node's API as ``user``; NodeError unless it succeeds."""
+    headers = {"Authorization": f"Bearer {_token(node, user, role)}", **kwargs.pop("headers", {})}
+    response = httpx.request(method, node.base_url + path, headers=headers, timeout=60, **kwargs)
+    if response.status_code >= 300:
+        raise NodeError(f"{method} {path} at {node.org} answered {response.status_code}: {response.text}")
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def _agreement_options(body: dict[str, Any], options: dict[str, Any]) -> None:
@@ -403,9 +420,10 @@ def agree(provider: NodeHome, recipient: NodeHome, *, dataset: str | None = None
           **options: Any) -> str:
     """An agreement from ``provider`` to ``recipient`` in force at both nodes; returns its id.
 
-    Both nodes must be serving and pin each other's cards. Everything goes through the CLI: the
-    template (for ``dataset`` with ``fields``, or ``documents``), ``agreement create``, ``propose``,
-    then ``sign --as`` the data protection officer of each node (a dpo user made on first use).
+    Both nodes must be serving and pin each other's cards. The template comes from the CLI (for
+    ``dataset`` with ``fields``, or ``documents``); then, through each node's API, a records manager
+    creates and proposes it and the data protection officer of each node signs it (users made on
+    first use, their tokens kept on the NodeHome).
     ``options``: media_types, days_after_receipt, until_end, start, end (dates or ISO text),
     onward_sharing, classification. Waits until the agreement is signed by both at both ends.
     """
@@ -420,19 +438,23 @@ def agree(provider: NodeHome, recipient: NodeHome, *, dataset: str | None = None
         args.append("--documents")
     body = yaml.safe_load(provider.run(*args).out)
     _agreement_options(body, options)
-    path = provider.tmpdir / f"agreement-{len(list(provider.tmpdir.glob('agreement-*.json')))}.json"
-    path.write_text(json.dumps(body, default=str), encoding="utf-8")
-    created = provider.json("agreement", "create", "--file", str(path))
-    agreement_id, version = str(created["id"]), str(created["version"])
-    provider.json("agreement", "propose", agreement_id, "--version", version)
+    # The rest goes through the serving nodes' API, as a web page would: the same use cases, without
+    # starting a command for each step.
+    manager = ("agree-records-manager", "records_manager")
+    created = _api(provider, *manager, "POST", "/v1/agreements", content=json.dumps(body, default=str),
+                   headers={"Content-Type": "application/json"})
+    agreement_id, version = str(created["id"]), int(created["version"])
+    _api(provider, *manager, "POST", f"/v1/agreements/{agreement_id}/propose", params={"version": version})
 
     def shown(node: NodeHome) -> dict[str, Any] | None:
-        result = node.run("agreement", "show", agreement_id, "--version", version, "--json", check=False)
-        return dict(result.json()) if result.code == 0 else None
+        response = httpx.get(f"{node.base_url}/v1/agreements/{agreement_id}", params={"version": version},
+                             headers={"Authorization": f"Bearer {_token(node, *manager)}"}, timeout=60)
+        return dict(response.json()) if response.status_code == 200 else None
 
     wait_for(lambda: shown(recipient), timeout, what=f"{recipient.org} to receive the proposal of {agreement_id}")
     for node in (recipient, provider):
-        node.json("agreement", "sign", agreement_id, "--version", version, "--as", _ensure_dpo(node))
+        _api(node, DPO_NAME, "dpo", "POST", f"/v1/agreements/{agreement_id}/sign", params={"version": version})
+
     def signed_by_both(node: NodeHome) -> bool:
         seen = shown(node)
         return seen is not None and not seen["waiting_for"]
