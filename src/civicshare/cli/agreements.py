@@ -3,7 +3,6 @@ lifecycle (propose, sign, revoke)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +11,9 @@ import typer
 
 from civicshare.agreements.model import MAX_AGREEMENT_BYTES, DatasetItems
 from civicshare.agreements.register import AgreementRecord
-from civicshare.cli.context import STATE, err, out, print_json, print_table
+from civicshare.cli.context import STATE, err, out, print_json, print_table, write_new_file
 from civicshare.cli.org import OrgOpt
-from civicshare.errors import CivicshareError, Conflict, UsageError
+from civicshare.errors import CivicshareError, UsageError
 from civicshare.exchange.notices import Notice
 from civicshare.node import Node
 
@@ -136,17 +135,6 @@ def create(
         out.print(line, markup=False)
 
 
-def _write_new(path: Path, text: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise Conflict(f"{path} already exists; choose another file name.") from None
-    except OSError as exc:
-        raise UsageError(f"Cannot create {path}: {exc.strerror}.") from None
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-
-
 @agreement_app.command("list")
 def list_(
     org: OrgOpt = None,
@@ -162,7 +150,7 @@ def list_(
             if csv_file == "-":
                 sys.stdout.write(text)
             else:
-                _write_new(Path(csv_file), text)
+                write_new_file(Path(csv_file), text)
                 out.print(f"Wrote the register of {actor.org_id} to {csv_file}.", markup=False)
             return
         found = node.agreements(actor)

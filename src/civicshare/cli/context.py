@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from civicshare.access import Actor
 from civicshare.crypto import check_new_passphrase, passphrase_from_env_or_prompt
-from civicshare.errors import UsageError
+from civicshare.errors import Conflict, UsageError
 from civicshare.node import Node
 
 out = Console(soft_wrap=True, highlight=False)
@@ -91,3 +92,24 @@ def size_words(n: int | None) -> str:
             return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return str(n)
+
+
+def write_new_file(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
+    """Write a new file the command was asked for (``--out`` and the like); never replace one.
+
+    ``mode`` 0600 unless the contents are meant to be handed around (a card, a directory: 0644). A
+    failed write leaves no part-written file behind.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise Conflict(f"{path} already exists; choose another file name.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot create {path}: {exc.strerror}.") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)  # the umask may have narrowed it
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise

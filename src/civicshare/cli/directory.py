@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from civicshare.canonical import canonical_json
-from civicshare.cli.context import STATE, err, out, print_json, print_table
+from civicshare.cli.context import STATE, err, out, print_json, print_table, write_new_file
 from civicshare.cli.org import OrgOpt
 from civicshare.cli.partners import _read_card
-from civicshare.errors import Conflict, UsageError
+from civicshare.errors import Conflict
 from civicshare.exchange.card import key_text
 from civicshare.exchange.directory import fingerprint
 from civicshare.exchange.federation import TrustedDirectory
@@ -75,18 +74,6 @@ def directory_revoke(
               markup=False)
 
 
-def _write_copy(path: Path, data: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise Conflict(f"{path} already exists; choose another file name.") from None
-    except OSError as exc:
-        raise UsageError(f"Cannot create {path}: {exc.strerror}.") from None
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fh.fileno(), 0o644)
-        fh.write(data)
-
-
 @directory_app.command("publish")
 def directory_publish(
     out_file: Annotated[Path | None, typer.Option("--out", help="Also write the edition to this new file.")]
@@ -101,7 +88,7 @@ def directory_publish(
         edition = node.directory_publish(STATE.operator(node, org))
         path = node.directory.published_path
     if out_file is not None:
-        _write_copy(out_file, canonical_json(edition.document))
+        write_new_file(out_file, canonical_json(edition.document), mode=0o644)
     if json_out:
         print_json({**edition.summary(), "file": str(path)})
         return

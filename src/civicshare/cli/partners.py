@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from civicshare.cli.context import STATE, err, out, print_json, print_table
+from civicshare.cli.context import STATE, err, out, print_json, print_table, write_new_file
 from civicshare.cli.org import OrgOpt
 from civicshare.errors import Conflict, UsageError
 from civicshare.exchange.card import MAX_CARD_BYTES
@@ -30,24 +29,6 @@ def _card_text(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Write a new file readable by anyone (a card is public); never replace an existing one."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise Conflict(f"{path} already exists; choose another file name.") from None
-    except OSError as exc:
-        raise UsageError(f"Cannot create {path}: {exc.strerror}.") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            # The umask may have narrowed the mode; a card is meant to be handed around.
-            os.fchmod(fh.fileno(), 0o644)
-            fh.write(text)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
 def card(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the card to this new file (mode 0644).")]
     = None,
@@ -63,7 +44,7 @@ def card(
         # Straight to stdout, so `civicshare card > FILE` saves exactly the card.
         sys.stdout.write(text)
         return
-    _write_new(out_file, text)
+    write_new_file(out_file, text, mode=0o644)
     body = document["body"]
     out.print(f"Wrote the card of {body['name']} ({body['org_id']}) to {out_file}, valid until "
               f"{body['valid_until']}.", markup=False)

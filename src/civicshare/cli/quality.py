@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from civicshare.cli.context import STATE, out, print_json, print_table
+from civicshare.cli.context import STATE, out, print_json, print_table, write_new_file
 from civicshare.cli.org import OrgOpt
-from civicshare.errors import Conflict, UsageError
+from civicshare.errors import UsageError
 from civicshare.schemas.quality import QualityReport
 
 
@@ -44,15 +43,6 @@ def _print(report: QualityReport, name: str, holding_id: str) -> None:
     out.print("How: " + report.how, markup=False)
 
 
-def _write_new(path: Path, text: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise Conflict(f"{path} already exists; choose another file name.") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 def quality(
     holding_id: Annotated[str, typer.Argument(metavar="ID")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
@@ -72,7 +62,7 @@ def quality(
             return
         holding = node.holding(actor, holding_id)
         if html is not None:
-            _write_new(html, report.to_html(title=holding.name))
+            write_new_file(html, report.to_html(title=holding.name))
             out.print(f"Wrote the quality report of {holding.name!r} (score {report.score:g}) to {html}.",
                       markup=False)
             return

@@ -7,15 +7,14 @@ These need no passphrase and no database: the shipped schemas are always there, 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from civicshare.cli.context import STATE, out, print_json, print_table
+from civicshare.cli.context import STATE, out, print_json, print_table, write_new_file
 from civicshare.config import Layout
-from civicshare.errors import Conflict, UsageError
+from civicshare.errors import UsageError
 from civicshare.schemas.catalog import SchemaCatalog
 from civicshare.schemas.model import Schema
 
@@ -72,15 +71,6 @@ def show(
         out.print(f"Consistency: one {identifier} should have one {dependent}", markup=False)
 
 
-def _write_new(path: Path, text: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise Conflict(f"{path} already exists; choose another file name.") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 @schema_app.command("export")
 def export(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A schema name, e.g. person.")],
@@ -98,5 +88,5 @@ def export(
     if out_file is None:
         typer.echo(text, nl=False)
         return
-    _write_new(out_file, text)
+    write_new_file(out_file, text, mode=0o644)
     out.print(f"Wrote {schema.key} as {fmt} to {out_file}", markup=False)
