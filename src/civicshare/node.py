@@ -54,6 +54,7 @@ from civicshare.node_exchange import ExchangeUseCases
 from civicshare.schemas.catalog import SchemaCatalog
 from civicshare.schemas.holding_quality import holding_quality
 from civicshare.schemas.quality import QualityReport
+from civicshare.schemas.suggest import suggest_for_file
 from civicshare.users import User, Users
 
 PassphraseSource = str | Callable[[], str] | None
@@ -292,6 +293,11 @@ class Node(ExchangeUseCases, AgreementUseCases):
     def quarantine_of(self, actor: Actor, holding_id: str) -> Holding | None:
         """The holding that took the invalid rows of ``holding_id`` under the quarantine policy, if any."""
         return self.holdings.quarantine_of(actor, holding_id)
+
+    def suggest_mapping(self, actor: Actor, source: Path, schema: str, **options: Any) -> str:
+        """A mapping (YAML, every guess marked REVIEW) from the file's headers and first rows to ``schema``."""
+        actor.require(Permission.HOLDINGS_IMPORT, "prepare imports")
+        return suggest_for_file(source, self.schemas.get(schema), **options)
 
     def import_document(self, actor: Actor, source: BinaryIO, filename: str, **options: Any) -> Holding:
         return self.holdings.import_document(actor, source, filename, **options)

@@ -113,3 +113,26 @@ def test_the_api_takes_schema_mapping_and_policy(node: Node) -> None:
                             content=b"a\n1\n")
         assert_error(usage, 400, "usage")
         assert len(client.get("/v1/holdings").json()["holdings"]) == 4
+
+
+def test_the_api_suggests_a_mapping_that_imports(node: Node) -> None:
+    _user, token = node.add_user("north-wold", "records", Role.RECORDS_MANAGER)
+    with TestClient(create_app(node), raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {token}"}) as client:
+        suggested = client.post("/v1/mappings/suggest", params={"schema": "person", "filename": "clients.csv"},
+                                content=EXPORT.encode("windows-1252"))
+        assert suggested.status_code == 200, suggested.text
+        body = suggested.json()
+        assert (body["version"], body["schema"]) == (1, "person")
+        mapping = yaml.safe_load(body["mapping"])
+        assert mapping["schema"].startswith("person") and "REVIEW" in body["mapping"]
+        assert len(client.get("/v1/holdings").json()["holdings"]) == 0  # nothing is stored
+        held = client.post("/v1/holdings/datasets", params={"name": "clients", "filename": "clients.csv",
+                                                            "mapping": body["mapping"]},
+                           content=EXPORT.encode("windows-1252"))
+        assert held.status_code == 201 and held.json()["rows"] == 5, held.text
+        assert_error(client.post("/v1/mappings/suggest", params={"schema": "shoe", "filename": "c.csv"},
+                                 content=b"a\n1\n"), 404, "not_found")
+        assert_error(client.post("/v1/mappings/suggest", params={"schema": "person", "filename": "c.csv"},
+                                 content=b"a\n1\n", headers={"Authorization": "Bearer cs1.nobody.none"}),
+                     401, "unauthenticated")

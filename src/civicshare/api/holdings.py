@@ -170,6 +170,29 @@ async def import_dataset(
     return JSONResponse(body, status_code=201)
 
 
+@router.post("/mappings/suggest", openapi_extra=_raw_body(
+    "text/csv", "application/jsonl",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream"))
+async def suggest_mapping(
+    request: Request, actor: ActorDep, node: NodeDep,
+    schema: Annotated[str, Query(description="The schema to map into (GET /v1/schemas lists them).")],
+    fmt: Annotated[str | None, Query(alias="format",
+                                     description="csv, xlsx or jsonl; from the file name if left out")] = None,
+    encoding: Annotated[str, Query(description="auto, utf-8, windows-1252 or latin-1")] = "auto",
+    filename: Annotated[str | None, Query(description="The file's own name, used in messages.")] = None,
+) -> dict[str, Any]:
+    """A mapping (YAML text) from the export sent as the raw body to ``schema``, for a person to review:
+    every guess is marked REVIEW. Only the headers and first rows are read, in memory; nothing is stored."""
+    limit = request.app.state.limits.max_dataset_bytes
+    _refuse_declared_length(request, limit, "dataset")
+    with memory_file("civicshare-suggest") as (fd, path):
+        async for chunk in _body(request, limit, "dataset"):
+            _write_all(fd, chunk)
+        text = await run_in_threadpool(node.suggest_mapping, actor, path, schema, fmt=fmt, encoding=encoding,
+                                       label=filename or "the file")
+    return {"version": 1, "schema": schema, "mapping": text}
+
+
 class _PipeSource(io.RawIOBase):
     """The read end of an upload's pipe, as the binary file the core reads.
 

@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from civicshare.cli.context import STATE, err, out
+from civicshare.cli.org import OrgOpt
 from civicshare.errors import Conflict
-from civicshare.holdings.sampling import sample_rows
-from civicshare.schemas.suggest import SAMPLE_ROWS, suggest_mapping
 
 mapping_app = typer.Typer(help="Mappings from council exports to schemas.", no_args_is_help=True)
 
@@ -23,14 +22,14 @@ def suggest(
                                                   "instead of printing it.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv, xlsx or jsonl (default: by extension).")] = None,
     encoding: Annotated[str, typer.Option("--encoding", help="auto, utf-8, windows-1252 or latin-1.")] = "auto",
+    org: OrgOpt = None,
 ) -> None:
     """Propose a mapping from FILE's headers and its first 1,000 rows; every guess is marked REVIEW."""
     if out_file is not None and out_file.exists():
         raise Conflict(f"{out_file} already exists; choose another file name.")
     with STATE.node() as node:
-        target = node.schemas.get(schema)
-    columns, rows = sample_rows(file, fmt=fmt, encoding=encoding, label=str(file), limit=SAMPLE_ROWS)
-    text = suggest_mapping(columns, rows, target, source_label=file.name)
+        text = node.suggest_mapping(STATE.operator(node, org), file, schema, fmt=fmt, encoding=encoding,
+                                    label=file.name)
     if out_file is None:
         out.print(text, markup=False, end="", soft_wrap=True, highlight=False)
         return

@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -218,3 +219,16 @@ def _render(schema: Schema, columns: Sequence[str], choices: dict[str, _Choice],
     if unused:
         lines.append("# Columns not mapped: " + ", ".join(json.dumps(c, ensure_ascii=False) for c in unused))
     return "\n".join(lines) + "\n"
+
+
+def suggest_for_file(source: Path, schema: Schema, *, fmt: str | None = None, encoding: str = "auto",
+                     label: str | None = None) -> str:
+    """``suggest_mapping`` for a CSV, XLSX or JSON Lines file, from its first SAMPLE_ROWS rows (read in memory)."""
+    from civicshare.holdings.sampling import sample_rows
+    from civicshare.holdings.tabular import import_format
+
+    name = label or Path(source).name
+    # An upload held in memory has no file name of its own; its label (the original name) tells.
+    fmt = fmt or (import_format(None, Path(label)) if label else None)
+    columns, rows = sample_rows(source, fmt=fmt, encoding=encoding, label=name, limit=SAMPLE_ROWS)
+    return suggest_mapping(columns, rows, schema, source_label=name)
