@@ -133,17 +133,22 @@ def holding_schema(holding_id: str, actor: ActorDep, node: NodeDep) -> JSONRespo
 
 # Import ----------------------------------------------------------------------------------------
 
+# What the import and the mapping suggestion both take: a table file as the raw body.
+_TABLE_BODY = _raw_body("text/csv", "application/jsonl",
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream")
+TableFormatQuery = Annotated[str | None, Query(alias="format",
+                                               description="csv, xlsx or jsonl; from the file name if left out")]
+EncodingQuery = Annotated[str, Query(description="auto, utf-8, windows-1252 or latin-1")]
+FilenameQuery = Annotated[str | None, Query(description="The file's own name, used in messages.")]
 
-@router.post("/holdings/datasets", status_code=201, openapi_extra=_raw_body(
-    "text/csv", "application/jsonl",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream"))
+
+@router.post("/holdings/datasets", status_code=201, openapi_extra=_TABLE_BODY)
 async def import_dataset(
     request: Request, actor: ActorDep, node: NodeDep,
     name: Annotated[str, Query(description="The dataset's name in this organisation.")],
-    fmt: Annotated[str | None, Query(alias="format",
-                                     description="csv, xlsx or jsonl; from the file name if left out")] = None,
-    encoding: Annotated[str, Query(description="auto, utf-8, windows-1252 or latin-1")] = "auto",
-    filename: Annotated[str | None, Query(description="The file's own name, used in messages.")] = None,
+    fmt: TableFormatQuery = None,
+    encoding: EncodingQuery = "auto",
+    filename: FilenameQuery = None,
     classification: ClassificationQuery = "OFFICIAL",
     schema: Annotated[str | None, Query(description="The schema the rows follow; without a mapping the "
                                         "columns must be its field names.")] = None,
@@ -170,16 +175,13 @@ async def import_dataset(
     return JSONResponse(body, status_code=201)
 
 
-@router.post("/mappings/suggest", openapi_extra=_raw_body(
-    "text/csv", "application/jsonl",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream"))
+@router.post("/mappings/suggest", openapi_extra=_TABLE_BODY)
 async def suggest_mapping(
     request: Request, actor: ActorDep, node: NodeDep,
     schema: Annotated[str, Query(description="The schema to map into (GET /v1/schemas lists them).")],
-    fmt: Annotated[str | None, Query(alias="format",
-                                     description="csv, xlsx or jsonl; from the file name if left out")] = None,
-    encoding: Annotated[str, Query(description="auto, utf-8, windows-1252 or latin-1")] = "auto",
-    filename: Annotated[str | None, Query(description="The file's own name, used in messages.")] = None,
+    fmt: TableFormatQuery = None,
+    encoding: EncodingQuery = "auto",
+    filename: FilenameQuery = None,
 ) -> dict[str, Any]:
     """A mapping (YAML text) from the export sent as the raw body to ``schema``, for a person to review:
     every guess is marked REVIEW. Only the headers and first rows are read, in memory; nothing is stored."""
