@@ -7,12 +7,10 @@ organisations go through the node's own application (the gate and routes include
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from civicshare.access import Actor, Role
@@ -22,30 +20,13 @@ from civicshare.db import tables as t
 from civicshare.exchange.transfers import InboundTransfer, Transfer
 from civicshare.node import Node
 from tests.agreements.lifecycle_support import activate, send_notices
-from tests.agreements.support import Clock
 from tests.conftest import actor
 from tests.exchange.transfer_support import NORTH, SOUTH, dataset
-from tests.support.partner_node import app_transport, partner_node
 
 FIELDS = ["surname", "postcode"]
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def rnode(tmp_path: Path, db_url: str | None, clock: Clock) -> Iterator[Node]:
-    """A node at URL hosting north-wold and south-fen, each pinning the other, on the test's clock."""
-    n = partner_node(tmp_path / "home", db_url, clock=clock)
-    yield n
-    n.close()
-
-
-@pytest.fixture
-def rtransport(rnode: Node) -> httpx.BaseTransport:
-    return app_transport(rnode)
+# The clocked node and its transport are lifecycle_support's ``cnode`` and ``ctransport``.
 
 
 def share_delivered(node: Node, transport: httpx.BaseTransport, tmp_path: Path, **agreement: Any,
@@ -83,5 +64,5 @@ def system(org: str) -> Actor:
     return Actor(org, RETENTION_ACTOR, Role.ADMIN)
 
 
-__all__ = ["certificates", "clock", "inbound", "ledger", "rnode", "rtransport", "send_notices", "share_delivered",
+__all__ = ["certificates", "inbound", "ledger", "send_notices", "share_delivered",
            "shredded", "system"]

@@ -17,14 +17,11 @@ from civicshare.access import Role
 from civicshare.errors import AgreementRefused, Shredded
 from civicshare.exchange.deletion import peek_certificate
 from civicshare.node import Node
-from tests.agreements.lifecycle_support import draft
+from tests.agreements.lifecycle_support import clock, cnode, ctransport, draft
 from tests.agreements.retention_support import (
     certificates,
-    clock,
     inbound,
     ledger,
-    rnode,
-    rtransport,
     send_notices,
     share_delivered,
     shredded,
@@ -34,13 +31,13 @@ from tests.agreements.support import Clock
 from tests.conftest import actor
 from tests.exchange.transfer_support import NORTH, SOUTH, entries
 
-__all__ = ["clock", "rnode", "rtransport"]
+__all__ = ["clock", "cnode", "ctransport"]
 
 
 def test_retention_ends_the_holding_is_shredded_and_the_provider_verifies(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    record, sent = share_delivered(rnode, rtransport, tmp_path, days_after_receipt=30)
-    arrived = inbound(rnode, sent.id)
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    record, sent = share_delivered(cnode, ctransport, tmp_path, days_after_receipt=30)
+    arrived = inbound(cnode, sent.id)
     assert sent.delivered_at is not None and arrived.completed_at is not None
     assert sent.deletion_due_at == sent.delivered_at + timedelta(days=30)
     assert arrived.retain_until == arrived.completed_at + timedelta(days=30)
@@ -51,28 +48,28 @@ def test_retention_ends_the_holding_is_shredded_and_the_provider_verifies(
     assert arrived.to_json()["deletion"]["words"] == f"kept until {due_day}"
 
     clock.advance(days=29, hours=23)
-    assert rnode.retention.sweep().deleted == []
-    assert not shredded(rnode, arrived.holding_id)
+    assert cnode.retention.sweep().deleted == []
+    assert not shredded(cnode, arrived.holding_id)
 
     clock.advance(hours=1, minutes=1)
-    report = rnode.retention.sweep()
+    report = cnode.retention.sweep()
     assert report.deleted == [sent.id] and report.faults == []
-    assert shredded(rnode, arrived.holding_id)
+    assert shredded(cnode, arrived.holding_id)
     with pytest.raises(Shredded):
-        rnode.export(system(SOUTH), arrived.holding_id, tmp_path / "out.csv")
-    gone = inbound(rnode, sent.id)
+        cnode.export(system(SOUTH), arrived.holding_id, tmp_path / "out.csv")
+    gone = inbound(cnode, sent.id)
     assert gone.deleted_at is not None and gone.deletion_reason is not None
     assert gone.deletion_reason.startswith("retention ended: kept until ")
     assert gone.to_json()["deletion"]["state"] == "deleted"
     assert gone.to_json()["deletion"]["words"] == f"deleted on {clock().date()}: {gone.deletion_reason}"
-    shred = entries(rnode, SOUTH, "holding.shred")[-1]
+    shred = entries(cnode, SOUTH, "holding.shred")[-1]
     assert (shred.actor, shred.object, shred.outcome) == ("node:retention", arrived.holding_id, "ok")
-    audit = entries(rnode, SOUTH, "retention.delete")
+    audit = entries(cnode, SOUTH, "retention.delete")
     assert [(e.object, e.details["reason"], e.details["holding"]) for e in audit] == [
         (sent.id, gone.deletion_reason, arrived.holding_id)]
 
     # The certificate: what was sent (the provider's holding and hashes) and why it is gone.
-    assert [n.state for n in certificates(rnode)] == ["pending"]
+    assert [n.state for n in certificates(cnode)] == ["pending"]
     claimed = peek_certificate(gone.certificate)
     assert (claimed.transfer, claimed.provider, claimed.recipient, claimed.holding) == (
         sent.id, NORTH, SOUTH, sent.holding_id)
@@ -80,157 +77,157 @@ def test_retention_ends_the_holding_is_shredded_and_the_provider_verifies(
         sent.manifest.plaintext.sha256, sent.manifest.ciphertext.sha256)
     assert claimed.agreement == sent.manifest.agreement and claimed.agreement.sha256 == record.hash
     assert claimed.reason == gone.deletion_reason and claimed.deleted == gone.deleted_at.replace(tzinfo=UTC)
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"]["state"] == "due"
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"]["state"] == "due"
 
-    assert send_notices(rnode, rtransport) == 1
-    verified = ledger(rnode, sent.id)
+    assert send_notices(cnode, ctransport) == 1
+    verified = ledger(cnode, sent.id)
     assert verified.deletion_verified_at == clock()
     deletion = verified.to_json(now=clock() + timedelta(days=400), detail=True)["deletion"]
     assert deletion["state"] == "verified" and deletion["words"] == "deleted at recipient, certificate verified"
     assert deletion["certificate"] == gone.certificate
-    accepted = entries(rnode, NORTH, "transfer.deletion")
+    accepted = entries(cnode, NORTH, "transfer.deletion")
     assert [(e.object, e.details["reason"], e.details["recipient"]) for e in accepted] == [
         (sent.id, gone.deletion_reason, SOUTH)]
 
     # Idempotent: more sweeps send nothing more and fail on nothing.
     clock.advance(days=3)
-    assert rnode.retention.sweep().to_json() == {"version": 1, "deleted": [], "overdue": [], "faults": []}
-    assert len(certificates(rnode)) == 1 and len(entries(rnode, SOUTH, "retention.delete")) == 1
-    assert len(entries(rnode, SOUTH, "holding.shred")) == 1
+    assert cnode.retention.sweep().to_json() == {"version": 1, "deleted": [], "overdue": [], "faults": []}
+    assert len(certificates(cnode)) == 1 and len(entries(cnode, SOUTH, "retention.delete")) == 1
+    assert len(entries(cnode, SOUTH, "holding.shred")) == 1
 
 
 def test_revocation_after_delivery_deletes_at_once(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    record, sent = share_delivered(rnode, rtransport, tmp_path)  # kept 365 days
-    arrived = inbound(rnode, sent.id)
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    record, sent = share_delivered(cnode, ctransport, tmp_path)  # kept 365 days
+    arrived = inbound(cnode, sent.id)
     clock.advance(days=2)
-    rnode.revoke_agreement(actor(NORTH), record.id, "the project has closed")
-    send_notices(rnode, rtransport)  # the revocation reaches south-fen
+    cnode.revoke_agreement(actor(NORTH), record.id, "the project has closed")
+    send_notices(cnode, ctransport)  # the revocation reaches south-fen
     with pytest.raises(AgreementRefused):  # unusable at once, even before the sweep
-        rnode.export(actor(SOUTH), arrived.holding_id, tmp_path / "out.csv")
+        cnode.export(actor(SOUTH), arrived.holding_id, tmp_path / "out.csv")
 
-    report = rnode.retention.sweep()
+    report = cnode.retention.sweep()
     assert report.deleted == [sent.id]
     # The provider expects the certificate from the revocation on, not a year later.
-    assert ledger(rnode, sent.id).deletion_due_at == clock()
-    assert shredded(rnode, arrived.holding_id)
-    reason = inbound(rnode, sent.id).deletion_reason
+    assert ledger(cnode, sent.id).deletion_due_at == clock()
+    assert shredded(cnode, arrived.holding_id)
+    reason = inbound(cnode, sent.id).deletion_reason
     assert reason is not None and reason.startswith("agreement revoked: ")
     assert "the project has closed" in reason and record.id in reason
 
-    assert send_notices(rnode, rtransport) == 1
-    deletion = ledger(rnode, sent.id).to_json(now=clock())["deletion"]
+    assert send_notices(cnode, ctransport) == 1
+    deletion = ledger(cnode, sent.id).to_json(now=clock())["deletion"]
     assert deletion["state"] == "verified" and deletion["certificate"]["body"]["reason"] == reason
 
 
 def test_expiry_deletes_what_is_kept_until_the_agreement_ends(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    _record, sent = share_delivered(rnode, rtransport, tmp_path, until_end=True, end=date(2026, 4, 10))
-    arrived = inbound(rnode, sent.id)
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    _record, sent = share_delivered(cnode, ctransport, tmp_path, until_end=True, end=date(2026, 4, 10))
+    arrived = inbound(cnode, sent.id)
     assert arrived.retain_until is None
     assert arrived.to_json()["deletion"]["words"] == f"kept until agreement {arrived.agreement_id} ends"
     assert sent.deletion_due_at == datetime(2026, 4, 11, tzinfo=UTC)
 
     clock.now = datetime(2026, 4, 10, 23, 59, tzinfo=UTC)
-    assert rnode.retention.sweep().deleted == []
+    assert cnode.retention.sweep().deleted == []
     clock.now = datetime(2026, 4, 11, 0, 1, tzinfo=UTC)
-    assert rnode.retention.sweep().deleted == [sent.id]
-    assert shredded(rnode, arrived.holding_id)
-    assert inbound(rnode, sent.id).deletion_reason == (
+    assert cnode.retention.sweep().deleted == [sent.id]
+    assert shredded(cnode, arrived.holding_id)
+    assert inbound(cnode, sent.id).deletion_reason == (
         f"agreement expired: agreement {arrived.agreement_id} ended on 2026-04-10")
-    send_notices(rnode, rtransport)
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
+    send_notices(cnode, ctransport)
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
 
 
 def test_overdue_certificates_are_flagged_once(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    _record, sent = share_delivered(rnode, rtransport, tmp_path, days_after_receipt=10)
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    _record, sent = share_delivered(cnode, ctransport, tmp_path, days_after_receipt=10)
     assert sent.deletion_due_at is not None
     due = sent.deletion_due_at
     # The certificate never leaves south-fen (its notices are not sent): north-wold hears nothing.
     clock.now = due + timedelta(hours=23)
-    report = rnode.retention.sweep()
+    report = cnode.retention.sweep()
     assert report.deleted == [sent.id] and report.overdue == []
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"]["state"] == "due"
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"]["state"] == "due"
 
     clock.now = due + timedelta(days=1, minutes=1)
-    assert rnode.retention.sweep().overdue == [sent.id]
+    assert cnode.retention.sweep().overdue == [sent.id]
     overdue_since = (due + timedelta(days=1)).date().isoformat()
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"] == {
-        "state": "overdue", "due": ledger(rnode, sent.id).to_json()["deletion"]["due"], "certificate": None,
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"] == {
+        "state": "overdue", "due": ledger(cnode, sent.id).to_json()["deletion"]["due"], "certificate": None,
         "verified_at": None, "words": f"overdue since {overdue_since} (no deletion certificate)"}
-    flags = entries(rnode, NORTH, "retention.overdue")
+    flags = entries(cnode, NORTH, "retention.overdue")
     assert [(e.object, e.details["recipient"]) for e in flags] == [(sent.id, SOUTH)]
     clock.advance(hours=5)
-    assert rnode.retention.sweep().overdue == [sent.id]  # still overdue, flagged once
-    assert len(entries(rnode, NORTH, "retention.overdue")) == 1
+    assert cnode.retention.sweep().overdue == [sent.id]  # still overdue, flagged once
+    assert len(entries(cnode, NORTH, "retention.overdue")) == 1
 
     # Late is better than never: the certificate clears the flag.
-    assert send_notices(rnode, rtransport) == 1
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
-    assert rnode.retention.sweep().overdue == []
+    assert send_notices(cnode, ctransport) == 1
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
+    assert cnode.retention.sweep().overdue == []
 
 
 def test_a_crash_between_shredding_and_recording_loses_no_certificate(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    _record, sent = share_delivered(rnode, rtransport, tmp_path, days_after_receipt=1)
-    arrived = inbound(rnode, sent.id)
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    _record, sent = share_delivered(cnode, ctransport, tmp_path, days_after_receipt=1)
+    arrived = inbound(cnode, sent.id)
     clock.advance(days=1, minutes=1)
     # The sweep's first step, then the node died: the key is destroyed, nothing recorded or queued.
-    rnode.shred(system(SOUTH), arrived.holding_id)
+    cnode.shred(system(SOUTH), arrived.holding_id)
     shredded_at = clock()
-    assert inbound(rnode, sent.id).deleted_at is None and certificates(rnode) == []
+    assert inbound(cnode, sent.id).deleted_at is None and certificates(cnode) == []
 
     clock.advance(minutes=5)  # restarted a little later
-    assert rnode.retention.sweep().deleted == [sent.id]
-    gone = inbound(rnode, sent.id)
+    assert cnode.retention.sweep().deleted == [sent.id]
+    gone = inbound(cnode, sent.id)
     assert gone.deleted_at is not None and gone.deleted_at.replace(tzinfo=UTC) == shredded_at
     assert gone.deletion_reason is not None and gone.deletion_reason.startswith("retention ended")
-    assert len(certificates(rnode)) == 1
+    assert len(certificates(cnode)) == 1
     # The key was not destroyed twice, and nothing was refused along the way.
-    assert len(entries(rnode, SOUTH, "holding.shred")) == 1
-    assert all(e.outcome == "ok" for e in entries(rnode, SOUTH, "holding.shred"))
+    assert len(entries(cnode, SOUTH, "holding.shred")) == 1
+    assert all(e.outcome == "ok" for e in entries(cnode, SOUTH, "holding.shred"))
     # Recording it again (a second sweep at the same moment) changes nothing.
-    assert rnode.retention.delete(SOUTH, sent.id, "retention ended: again") is False
-    assert len(certificates(rnode)) == 1
-    send_notices(rnode, rtransport)
-    assert ledger(rnode, sent.id).deletion_verified_at is not None
+    assert cnode.retention.delete(SOUTH, sent.id, "retention ended: again") is False
+    assert len(certificates(cnode)) == 1
+    send_notices(cnode, ctransport)
+    assert ledger(cnode, sent.id).deletion_verified_at is not None
 
 
 def test_a_holding_shredded_early_by_a_person_is_certified_too(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    _record, sent = share_delivered(rnode, rtransport, tmp_path)
-    arrived = inbound(rnode, sent.id)
-    rnode.shred(actor(SOUTH), arrived.holding_id)
-    assert rnode.retention.sweep().deleted == [sent.id]
-    assert inbound(rnode, sent.id).deletion_reason == (
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    _record, sent = share_delivered(cnode, ctransport, tmp_path)
+    arrived = inbound(cnode, sent.id)
+    cnode.shred(actor(SOUTH), arrived.holding_id)
+    assert cnode.retention.sweep().deleted == [sent.id]
+    assert inbound(cnode, sent.id).deletion_reason == (
         "shredded at the recipient: the holding was shredded before its retention ended")
-    send_notices(rnode, rtransport)
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
+    send_notices(cnode, ctransport)
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
 
 
 def test_a_superseded_agreement_ends_what_arrived_under_it(
-        rnode: Node, rtransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
-    record, sent = share_delivered(rnode, rtransport, tmp_path)
-    arrived = inbound(rnode, sent.id)
+        cnode: Node, ctransport: httpx.BaseTransport, clock: Clock, tmp_path: Path) -> None:
+    record, sent = share_delivered(cnode, ctransport, tmp_path)
+    arrived = inbound(cnode, sent.id)
     # Version 2 of the same agreement (a longer retention), signed by both: version 1 stops.
-    body = json.loads(draft(rnode, NORTH, [SOUTH], dataset="Residents", fields=["surname", "postcode"],
+    body = json.loads(draft(cnode, NORTH, [SOUTH], dataset="Residents", fields=["surname", "postcode"],
                             days_after_receipt=400))
     body["id"] = record.id
-    second = rnode.create_agreement(actor(NORTH), json.dumps(body), fmt="json")
+    second = cnode.create_agreement(actor(NORTH), json.dumps(body), fmt="json")
     assert second.version == 2
-    rnode.propose_agreement(actor(NORTH), record.id, 2)
-    send_notices(rnode, rtransport)
+    cnode.propose_agreement(actor(NORTH), record.id, 2)
+    send_notices(cnode, ctransport)
     clock.advance(days=1)
     for party in (NORTH, SOUTH):
-        rnode.sign_agreement(actor(party, Role.DPO), record.id, 2)
-        send_notices(rnode, rtransport)
-    assert rnode.agreement_register.by_hash(SOUTH, record.hash).state == "superseded"
+        cnode.sign_agreement(actor(party, Role.DPO), record.id, 2)
+        send_notices(cnode, ctransport)
+    assert cnode.agreement_register.by_hash(SOUTH, record.hash).state == "superseded"
 
-    assert rnode.retention.sweep().deleted == [sent.id]
-    assert shredded(rnode, arrived.holding_id)
-    assert inbound(rnode, sent.id).deletion_reason == (
+    assert cnode.retention.sweep().deleted == [sent.id]
+    assert shredded(cnode, arrived.holding_id)
+    assert inbound(cnode, sent.id).deletion_reason == (
         f"agreement superseded: agreement {record.id} version 1 was superseded by version 2")
-    assert ledger(rnode, sent.id).deletion_due_at == clock()
-    send_notices(rnode, rtransport)
-    assert ledger(rnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"
+    assert ledger(cnode, sent.id).deletion_due_at == clock()
+    send_notices(cnode, ctransport)
+    assert ledger(cnode, sent.id).to_json(now=clock())["deletion"]["state"] == "verified"

@@ -15,8 +15,8 @@ import pytest
 
 from civicshare.crypto import KdfParams
 from civicshare.node import Node
-from tests.agreements.lifecycle_support import activate, send_notices
-from tests.agreements.retention_support import FIELDS, certificates, clock, inbound, ledger, shredded
+from tests.agreements.lifecycle_support import activate, clock, send_notices
+from tests.agreements.retention_support import FIELDS, certificates, inbound, ledger, shredded
 from tests.agreements.support import Clock
 from tests.conftest import PASSPHRASE, actor
 from tests.exchange.transfer_support import NORTH, SOUTH, dataset, entries, pin
