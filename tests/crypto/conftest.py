@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from crypto_support import PASSPHRASE
 
 from civicshare.crypto import FileKeystore, KdfParams
+from civicshare.crypto.agetool import age_command
 
 
 @pytest.fixture
@@ -23,3 +26,19 @@ def make_keystore(keystore_path: Path) -> Callable[..., FileKeystore]:
         return FileKeystore.create(keystore_path, PASSPHRASE, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(params=["age-command", "pyrage"])
+def age_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the standard age command and again with pyrage (CIVICSHARE_AGE=builtin)."""
+    if request.param == "pyrage":
+        monkeypatch.setenv("CIVICSHARE_AGE", "builtin")
+    else:
+        tool = shutil.which("age")
+        if tool is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("the age command is missing; `make test` installs it")
+            pytest.skip("the age command is not installed (make tools)")
+        monkeypatch.setenv("CIVICSHARE_AGE", tool)
+    assert (age_command() is None) == (request.param == "pyrage")
+    return str(request.param)

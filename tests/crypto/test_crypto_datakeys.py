@@ -23,6 +23,9 @@ from civicshare.crypto import (
 )
 from civicshare.errors import Conflict, IntegrityError, NotFound, UsageError
 
+# Sealing and opening run with the age command and with pyrage.
+pytestmark = pytest.mark.usefixtures("age_engine")
+
 SIZE = 5 * 1024 * 1024 + 12345  # several age chunks (64 KiB each) and a ragged last one
 
 

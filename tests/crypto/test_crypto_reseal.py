@@ -21,6 +21,9 @@ from civicshare.errors import IntegrityError, NotForUs, UsageError
 SIZE = 3 * 1024 * 1024 + 777  # several age chunks and a ragged last one
 
 
+pytestmark = pytest.mark.usefixtures("age_engine")
+
+
 @pytest.fixture(scope="module")
 def plaintext() -> bytes:
     return random.Random(6).randbytes(SIZE)
@@ -167,3 +170,27 @@ def test_the_helper_names_each_failure(sealed: bytes, keys, key: str, data: str,
     got_code, _out, status = _helper(key_text, stdin)
     assert got_code == code
     assert status.startswith(kind + " ") and status.count("\n") == 1
+
+
+def test_a_named_age_command_that_is_not_a_program_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, sealed: bytes,
+                                                                      keys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CIVICSHARE_AGE", "/nonexistent/age")
+    with pytest.raises(UsageError, match="CIVICSHARE_AGE"):
+        _reseal(Chunks(sealed), keys)
+
+
+def _relay(stdin: bytes) -> tuple[int, bytes, str]:
+    status_r, status_w = os.pipe()
+    proc = subprocess.run([sys.executable, "-I", agepipe.__file__, "relay", str(status_w)], input=stdin,
+                          capture_output=True, pass_fds=(status_w,), check=False)
+    os.close(status_w)
+    with os.fdopen(status_r, "rb") as fh:
+        return proc.returncode, proc.stdout, fh.read().decode("ascii")
+
+
+@pytest.mark.parametrize("size", [0, 1, 1 << 20, 3 * (1 << 20) + 5])
+def test_the_relay_passes_the_stream_through_and_measures_it(size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    code, out, status = _relay(data)
+    assert (code, out) == (0, data)
+    assert status == f"ok {size} {hashlib.sha256(data).hexdigest()}\n"

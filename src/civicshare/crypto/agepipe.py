@@ -10,10 +10,14 @@ Run by path, so nothing but pyrage is imported:
 * ``python -I agepipe.py decrypt KEY_FD STATUS_FD``: the age identities (one per line) are read from
   the inherited pipe ``KEY_FD`` until its end -- never from argv, the environment or a file;
 * ``python -I agepipe.py encrypt STATUS_FD RECIPIENT...``: stdin is encrypted to the (public)
-  recipients.
+  recipients;
+* ``python -I agepipe.py relay STATUS_FD``: stdin is copied to stdout unchanged, counted and hashed.
+  When the standard ``age`` command does the decrypting and encrypting (much faster than pyrage),
+  this sits on the plaintext pipe between the two, so the plaintext is measured without entering
+  the calling process.
 
-When done, one line goes to the inherited pipe ``STATUS_FD``: ``ok SIZE SHA256`` (decrypt: the
-plaintext's size and hex SHA-256) or ``ok SIZE`` (encrypt: the ciphertext's size), or
+When done, one line goes to the inherited pipe ``STATUS_FD``: ``ok SIZE SHA256`` (decrypt and relay:
+the plaintext's size and hex SHA-256) or ``ok SIZE`` (encrypt: the ciphertext's size), or
 ``not_for_us``, ``integrity`` or ``error`` followed by a reason; the exit code is 0 only with ``ok``.
 
 The re-sealing pipeline is two of these, the decrypting one's stdout being the encrypting one's
@@ -132,18 +136,40 @@ def encrypt(recipients: list[str]) -> str:
     return f"{OK} {writer.size}"
 
 
-USAGE = "usage: agepipe.py decrypt KEY_FD STATUS_FD | agepipe.py encrypt STATUS_FD RECIPIENT...\n"
+def relay() -> str:
+    """Copy stdin to stdout, hashing it; returns the status line (``ok SIZE SHA256``) or raises _Failure."""
+    digest, size = hashlib.sha256(), 0
+    view = memoryview(bytearray(BUFFER))
+    source = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - closed by the process exit
+    try:
+        while count := source.readinto(view):
+            chunk = view[:count]
+            digest.update(chunk)
+            while chunk:
+                chunk = chunk[os.write(1, chunk):]
+            size += count
+    except OSError as exc:
+        raise _Failure(ERROR, f"the pipe failed: {exc}") from None
+    return f"{OK} {size} {digest.hexdigest()}"
+
+
+USAGE = ("usage: agepipe.py decrypt KEY_FD STATUS_FD | agepipe.py encrypt STATUS_FD RECIPIENT... | "
+         "agepipe.py relay STATUS_FD\n")
 
 
 def main(argv: list[str]) -> int:
     decrypting = len(argv) == 4 and argv[1] == "decrypt" and argv[2].isdigit() and argv[3].isdigit()
     encrypting = len(argv) >= 4 and argv[1] == "encrypt" and argv[2].isdigit()
-    if not (decrypting or encrypting):
+    relaying = len(argv) == 3 and argv[1] == "relay" and argv[2].isdigit()
+    if not (decrypting or encrypting or relaying):
         sys.stderr.write(USAGE)
         return EXIT_CODES[ERROR]
     status_fd = int(argv[3] if decrypting else argv[2])
     try:
-        line = decrypt(int(argv[2])) if decrypting else encrypt(argv[3:])
+        if decrypting:
+            line = decrypt(int(argv[2]))
+        else:
+            line = encrypt(argv[3:]) if encrypting else relay()
         kind = OK
     except _Failure as failure:
         kind, line = failure.kind, f"{failure.kind} {failure.reason}"
