@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: all install demo test bench lint postgres tools docs clean
+.PHONY: all install web-assets demo serve test bench lint postgres tools browser docs clean
 
 all: test
 
@@ -15,10 +15,33 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) web-assets
+
+# GOV.UK Frontend (CSS, JavaScript, fonts, images) and axe-core, pinned in package-lock.json; the web UI
+# serves its copy of govuk-frontend's dist files, so nothing is fetched from a CDN.
+GOVUK_DIST := node_modules/govuk-frontend/dist/govuk
+GOVUK_STATIC := src/civicshare/web/static/govuk
+
+web-assets: $(GOVUK_STATIC)/.copied-stamp
+
+node_modules/.installed-stamp: package.json package-lock.json
+	@command -v npm >/dev/null || (apt-get update && apt-get install -y npm)
+	npm ci --no-audit --no-fund
+	touch $@
+
+$(GOVUK_STATIC)/.copied-stamp: node_modules/.installed-stamp
+	rm -rf $(GOVUK_STATIC)
+	mkdir -p $(GOVUK_STATIC)
+	cp $(GOVUK_DIST)/govuk-frontend.min.css $(GOVUK_DIST)/govuk-frontend.min.js $(GOVUK_STATIC)/
+	cp -r $(GOVUK_DIST)/assets $(GOVUK_STATIC)/assets
+	touch $@
 
 demo: install
 	$(VENV)/bin/civicshare demo
+
+# Demo nodes with demo users to try the web interface on; prints the address and the users; Ctrl-C stops.
+serve: install
+	$(VENV)/bin/civicshare demo --serve
 
 # PostgreSQL backs half of the storage tests. Start it if it is installed but down; install it if absent.
 postgres:
@@ -37,8 +60,14 @@ tools:
 	  apt-get update && apt-get install -y age curl; \
 	fi
 
+# Debian's chromium drives the browser tests (Playwright's own browser downloads are never used).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  apt-get update && apt-get install -y chromium; \
+	fi
+
 # Three workers: most tests wait on real node processes, so they overlap well even on two cores.
-test: install postgres tools
+test: install postgres tools browser
 	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q -n 3
 
 bench: install postgres tools

@@ -125,6 +125,12 @@ class AuthenticationFailed(SecurityError):
     http_status = 401
 
 
+class AccountLocked(AuthenticationFailed):
+    """Too many failed sign-ins in a row: the account refuses every sign-in until it is unlocked."""
+
+    code = "account_locked"
+
+
 class PermissionDenied(SecurityError):
     """The caller is known but their role does not allow this."""
 

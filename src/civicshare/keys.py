@@ -62,6 +62,11 @@ def dek_aad(org_id: str, holding_id: str, key_id: str) -> bytes:
     return f"civicshare/dek/v1|{org_id}|{holding_id}|{key_id}".encode()
 
 
+def totp_aad(org_id: str, user_id: str) -> bytes:
+    """Binds a wrapped TOTP secret to its organisation and user, so it cannot be moved to another user."""
+    return f"civicshare/totp/v1|{org_id}|{user_id}".encode()
+
+
 class KeyRegister:
     def __init__(self, engine: Engine, clock: Clock, rng: Rng) -> None:
         self.engine = engine
@@ -161,11 +166,23 @@ class KeyRegister:
                     material=store.wrap(new_kek, dek, aad), wrapped_by=new_kek, rotated_at=now,
                     location=f"database, wrapped by KEK {new_kek}"))
                 count += 1
+            self._rewrap_totp_secrets(conn, org_id, store, new_kek)
             conn.execute(update(t.keys).where(t.keys.c.id.in_(old)).values(
                 state=DESTROYED, destroyed_at=now, rotated_at=now))
         for key_id in old:
             store.destroy(key_id)
         return new_kek, count
+
+    def _rewrap_totp_secrets(self, conn: Connection, org_id: str, store: Keystore, new_kek: str) -> None:
+        """Users' TOTP secrets ("<kek id>.<base64>") move to the new KEK with the data keys."""
+        rows = conn.execute(select(t.users.c.id, t.users.c.totp_secret).where(
+            t.users.c.org_id == org_id, t.users.c.totp_secret.is_not(None)))
+        for row in rows.all():
+            kek_id, _, wrapped = row.totp_secret.partition(".")
+            secret = store.unwrap(kek_id, base64.b64decode(wrapped), totp_aad(org_id, row.id))
+            rewrapped = base64.b64encode(store.wrap(new_kek, secret, totp_aad(org_id, row.id))).decode("ascii")
+            conn.execute(update(t.users).where(t.users.c.id == row.id)
+                         .values(totp_secret=f"{new_kek}.{rewrapped}"))
 
     def unwrap_data_key(self, org_id: str, key_id: str, store: Keystore) -> bytes | None:
         """The data key in plaintext, or None when it has been destroyed (shredded)."""

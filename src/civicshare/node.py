@@ -55,6 +55,7 @@ from civicshare.schemas.catalog import SchemaCatalog
 from civicshare.schemas.holding_quality import holding_quality
 from civicshare.schemas.quality import QualityReport
 from civicshare.schemas.suggest import suggest_for_file
+from civicshare.signin import SignIn
 from civicshare.users import User, Users
 
 PassphraseSource = str | Callable[[], str] | None
@@ -106,6 +107,7 @@ class Node(ExchangeUseCases, AgreementUseCases):
         self.holdings.check_access = self.agreement_guard.check_access
         self.retention = Retention(self)
         self.notices.local[DELETION_CERTIFICATE] = self.retention.accept_local
+        self.signin = SignIn(self)  # web sign-in: passwords, lock-out, TOTP and sessions
 
     # Opening and creating ----------------------------------------------------------------------
 
@@ -280,10 +282,6 @@ class Node(ExchangeUseCases, AgreementUseCases):
 
     def authenticate(self, token: str) -> Actor:
         return self.users.authenticate(token)
-
-    def login(self, org_id: str, name: str, password: str) -> Actor:
-        """Sign a user in with their password (the web interface); logged, failures too."""
-        return self.users.login(org_id, name, password)
 
     # Holdings ----------------------------------------------------------------------------------
 

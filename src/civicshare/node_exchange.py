@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from civicshare.exchange.directory import DirectoryOperator
     from civicshare.exchange.federation import Federation
     from civicshare.exchange.partners import PartnerBook
+    from civicshare.exchange.preview import SharePreview
     from civicshare.exchange.transfers import Exchange
     from civicshare.exchange.trust import Trust
     from civicshare.keys import KeyRegister
@@ -125,6 +126,12 @@ class ExchangeUseCases:
               out: Path | None = None) -> Transfer:
         """Seal a holding for partner ``to`` and put it in the outbox (``out``: an offline package)."""
         return self.exchange.share(actor, holding_id, to, agreement=agreement, out=out)
+
+    def preview_share(self, actor: Actor, holding_id: str, to: str, agreement: str | None) -> SharePreview:
+        """What a share would send now (fields, rows, size, classification), or why it would be refused."""
+        from civicshare.exchange.preview import preview_share
+
+        return preview_share(self, actor, holding_id, to, agreement)  # type: ignore[arg-type]
 
     def transfers(self, actor: Actor) -> list[Transfer]:
         """The ledger of transfers this organisation sent."""

@@ -133,19 +133,3 @@ class Users:
                                   outcome=REFUSED, details={"method": "token", "reason": reason})
             raise AuthenticationFailed("The API token is not valid.")
         return Actor(org_id=row.org_id, name=row.name, role=Role(row.role))
-
-    def login(self, org_id: str, name: str, password: str) -> Actor:
-        """The actor a user name and password stand for; every attempt is logged."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t.users).where(t.users.c.org_id == org_id, t.users.c.name == name)).first()
-        try:
-            # Verify against a fixed dummy hash for unknown users, so timing does not reveal who exists.
-            verify_password(password, row.password_hash if row is not None and row.password_hash else _dummy_hash())
-            if row is None or not row.password_hash:
-                raise AuthenticationFailed("The user name or password is wrong.")
-        except AuthenticationFailed:
-            self.audit.append(org_id, name, "login.failed", row.id if row is not None else None, outcome=REFUSED,
-                              details={"method": "password"})
-            raise
-        self.audit.append(org_id, name, "login", row.id, details={"method": "password"})
-        return Actor(org_id=org_id, name=row.name, role=Role(row.role))

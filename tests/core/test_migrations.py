@@ -13,7 +13,7 @@ from civicshare.db import open_database
 from civicshare.db.backends import MIGRATIONS
 from civicshare.db.tables import agreements, audit_heads, inbound, partners, transfers, trusted_directories
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def test_the_head_the_node_checks_is_alembics_head() -> None:
@@ -94,5 +94,25 @@ def test_upgrade_from_0004_adds_an_empty_agreement_register(tmp_path: Path, db_u
     db.migrate()
     with db.engine.connect() as conn:
         assert conn.execute(agreements.select()).all() == []
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
+    db.dispose()
+
+
+def test_upgrade_from_0007_gives_existing_users_web_sign_in_columns(tmp_path: Path, db_url: str | None) -> None:
+    from civicshare.db.tables import users, web_sessions
+
+    url = db_url or f"sqlite:///{tmp_path / 'old.db'}"
+    db = open_database(url, migrate=False)
+    _upgrade(db, "0007")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES ('old-council', 'Old', :t)"),
+                     {"t": datetime(2026, 1, 1, tzinfo=UTC)})
+        conn.execute(text("INSERT INTO users (id, org_id, name, role, created_at) "
+                          "VALUES ('u_1', 'old-council', 'sam', 'admin', :t)"), {"t": datetime(2026, 1, 1, tzinfo=UTC)})
+    db.migrate()
+    with db.engine.connect() as conn:
+        row = conn.execute(users.select()).one()
+        assert (row.failed_logins, row.locked_until, row.totp_secret, row.totp_last_step) == (0, None, None, None)
+        assert conn.execute(web_sessions.select()).all() == []
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
     db.dispose()

@@ -36,6 +36,7 @@ from civicshare.api import exchange as exchange_api
 from civicshare.api.auth import NodeDep
 from civicshare.errors import AuthenticationFailed, CivicshareError, Problem
 from civicshare.node import Node
+from civicshare.web import mount_web
 
 log = structlog.get_logger("civicshare.api")
 
@@ -155,6 +156,7 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.include_router(exchange_api.router)
     app.include_router(agreement_exchange.router)
     app.include_router(deletions.router)
+    mount_web(app, node)  # the web UI at /web, its GOV.UK assets at /assets; / redirects there
 
     @app.get("/healthz", tags=["health"])
     def healthz(node: NodeDep) -> JSONResponse:

@@ -111,8 +111,22 @@ def serve(
 def demo(
     rows: Annotated[int, typer.Option(help="How many synthetic residents to generate.")] = 10_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    serve: Annotated[bool, typer.Option("--serve", help="Instead, serve demo nodes with demo users for the web "
+                                                        "interface until Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option("--port", help="With --serve: node A's port; node B takes the next.")] = 8000,
+    folder: Annotated[Path, typer.Option("--dir", help="With --serve: the folder for the demo node homes, "
+                                                       "emptied on each run.")] = Path(".demo-serve"),
 ) -> None:
-    """Run the scripted scenario on a throwaway home: two councils, a dataset, a document, keys."""
+    """Run the scripted scenario on a throwaway home: two councils, a dataset, a document, keys.
+
+    With --serve (`make serve`): demo nodes with demo data and a demo user of each role, to try the web
+    interface; prints the addresses and the users' passwords, and serves until Ctrl-C.
+    """
+    if serve:
+        from civicshare.demo_serve import serve_demo
+
+        serve_demo(folder, port, lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True))
+        return
     from civicshare.demo import run_demo
 
     summary = run_demo(rows=rows, say=None if json_out else (lambda line: out.print(line)))

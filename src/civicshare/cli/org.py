@@ -9,10 +9,11 @@ import typer
 
 from civicshare.access import parse_role
 from civicshare.cli.context import STATE, err, new_passphrase, out, print_json, print_table
+from civicshare.errors import UsageError
 from civicshare.node import Node
 
 org_app = typer.Typer(help="Organisations hosted on this node.", no_args_is_help=True)
-user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
+user_app = typer.Typer(help="Users, their API tokens and their web sign-in.", no_args_is_help=True)
 
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Organisation id (may be left out if the node hosts one).")]
 
@@ -97,10 +98,82 @@ def user_list(org: OrgOpt = None, json_out: Annotated[bool, typer.Option("--json
     """The users of an organisation."""
     with STATE.node() as node:
         users = node.users.list(node.resolve_org(org))
+        web = [node.signin.status(u.org_id, u.name) for u in users]
         if json_out:
-            print_json([{"id": u.id, "organisation": u.org_id, "name": u.name, "role": u.role.value}
-                        for u in users])
+            print_json([{"id": u.id, "organisation": u.org_id, "name": u.name, "role": u.role.value,
+                         "password": w["password"], "totp": w["totp"], "locked_until": w["locked_until"]}
+                        for u, w in zip(users, web, strict=True)])
         else:
-            print_table("Users", ["id", "name", "role"], [[u.id, u.name, u.role.value] for u in users])
+            print_table("Users", ["id", "name", "role", "web password", "TOTP", "locked until"],
+                        [[u.id, u.name, u.role.value, "yes" if w["password"] else "no", "yes" if w["totp"] else "no",
+                          w["locked_until"] or ""] for u, w in zip(users, web, strict=True)])
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise UsageError("Give the password on stdin with --password-stdin, or run the command in a terminal.")
+    return str(typer.prompt("New password (12 characters or more)", hide_input=True, confirmation_prompt=True))
+
+
+@user_app.command("password")
+def user_password(
+    name: Annotated[str, typer.Argument(help="The user whose web sign-in password to set.")],
+    org: OrgOpt = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="Read the new password from stdin (one line).")] = False,
+) -> None:
+    """Set or replace a user's web sign-in password. Their web sessions end and any lock-out is lifted."""
+    password = _read_password(password_stdin)
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        node.signin.set_password(actor, name, password)
+        err.print(f"Set the web sign-in password of {name} in {actor.org_id}; their web sessions have ended.")
+
+
+@user_app.command("totp")
+def user_totp(
+    name: Annotated[str, typer.Argument(help="The user to ask for a security code at sign-in.")],
+    org: OrgOpt = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Stop asking for a code (a lost phone).")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Set up a TOTP second factor for a user and print its secret and otpauth:// URI, shown only once.
+
+    The user adds it to an authenticator app; from then on web sign-in asks for a 6-digit code after
+    the password. Running it again replaces the secret.
+    """
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        if remove:
+            had = node.signin.remove_totp(actor, name)
+            if json_out:
+                print_json({"name": name, "organisation": actor.org_id, "totp": False, "removed": had})
+            else:
+                err.print(f"{name} is no longer asked for a security code." if had
+                          else f"{name} had no security code set up; nothing changed.")
+            return
+        secret, uri = node.signin.enrol_totp(actor, name)
+        if json_out:
+            print_json({"name": name, "organisation": actor.org_id, "secret": secret, "uri": uri})
+            return
+        err.print(f"Security codes set up for {name} in {actor.org_id}. Give them this secret (or the URI, "
+                  "as a QR code) for their authenticator app; it is shown only once:")
+        out.print(secret, markup=False)
+        out.print(uri, markup=False)
+
+
+@user_app.command("unlock")
+def user_unlock(
+    name: Annotated[str, typer.Argument(help="The user locked out after repeated failed sign-ins.")],
+    org: OrgOpt = None,
+) -> None:
+    """Unlock a user's web sign-in now, instead of waiting 15 minutes, and reset their failure count."""
+    with STATE.node() as node:
+        actor = STATE.operator(node, org)
+        until = node.signin.unlock(actor, name)
+        err.print(f"Unlocked {name}; the lock would have ended at {until:%H:%M} UTC." if until is not None
+                  else f"{name} was not locked; their count of failed sign-ins is reset.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -87,7 +88,27 @@ users = Table(
     Column("role", String(30), nullable=False),
     Column("password_hash", String(300)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Web sign-in: failures in a row, the lock-out they caused, and the TOTP secret wrapped by the KEK.
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("totp_secret", Text),
+    Column("totp_last_step", BigInteger),
     UniqueConstraint("org_id", "name", name="uq_users_org_name"),
+)
+
+# Web sessions: only a hash of the cookie secret is stored, so a copy of the database signs no one in.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("org_id", String(63), ForeignKey("organisations.id"), nullable=False),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("totp_pending", Boolean, nullable=False),
+    Index("ix_web_sessions_user", "user_id"),
 )
 
 tokens = Table(

@@ -99,7 +99,7 @@ class Outbox:
             if route == NETWORK and not partner.endpoint:
                 raise UsageError(f"{to}'s card names no endpoint, so it cannot be reached over the network; "
                                  "share with --out FILE and carry the package to them.")
-            record, columns, quality = self._agreed(actor, holding_id, to, agreement)
+            record, columns, quality = self.agreed(actor, holding_id, to, agreement)
             ref = AgreementRef(record.id, record.version, record.hash)
             event.update(agreement=record.id, agreement_version=record.version, agreement_hash=record.hash)
             transfer_id = new_id("t", node.rng)
@@ -148,10 +148,10 @@ class Outbox:
                          fields=sealed.holding.column_names if columns is not None else None)
             return self._get(actor.org_id, transfer_id)
 
-    def _agreed(self, actor: Actor, holding_id: str, to: str,
-                agreement: str | None) -> tuple[AgreementRecord, list[str] | None, dict[str, Any] | None]:
+    def agreed(self, actor: Actor, holding_id: str, to: str,
+               agreement: str | None) -> tuple[AgreementRecord, list[str] | None, dict[str, Any] | None]:
         """The agreement this share goes under, once it allows it; the columns to seal and the quality
-        summary (datasets)."""
+        summary (datasets). The share preview (civicshare.exchange.preview) runs this same check."""
         agreement_id = require_agreement(agreement)
         try:
             record = self.node.agreement_register.find(actor.org_id, agreement_id)
