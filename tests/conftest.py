@@ -24,6 +24,16 @@ PASSPHRASE = "correct horse battery staple"
 BACKENDS = ["sqlite", "postgresql"]
 
 
+# Folders of long tests (real node processes, a browser): run first, so that with xdist the workers do not
+# end the run waiting on the last few long ones while the others sit idle.
+LONG_FIRST = ("tests/web/", "tests/faults/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A stable sort keeps the usual order within each group, so every xdist worker collects the same list.
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))
+
+
 def _postgres_unavailable(reason: str) -> None:
     message = f"PostgreSQL at {PG_URL} is not reachable ({reason}); PostgreSQL storage tests cannot run."
     if os.environ.get("CI") == "true":

@@ -1,6 +1,7 @@
 """Sharing between two real serving nodes in chromium: preview, send, and the transfer's page following the
 status live (no reload) until "Delivered — receipt verified"; the other exchange pages checked with axe; the
-partner's inbox. North-wold is on SQLite and on PostgreSQL in turn.
+partner's inbox; both dashboards and holding pages after the share. North-wold is on PostgreSQL (the pages'
+storage is tested on both backends in process, in test_web_exchange.py and test_web_holdings.py).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.nodes import agree, serving_pair
 from tests.web.browser import Recorder, sign_in
+from tests.web.holdings_support import page_html
 from tests.web.webnodes import SERVE, WebClient, add_web_user
 
 PASSWORD = "exchange pages, not a secret"  # noqa: S105 - a test fixture's password
@@ -22,6 +26,12 @@ def text_of(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
+# Today's row of the transfers-per-day chart's table: sent, then received.
+TODAY = re.compile(r'<th scope="row" class="govuk-table__header">\d+ \w+ \d{4}</th>\s*'
+                   r'<td[^>]*>(\d+)</td>\s*<td[^>]*>(\d+)</td>\s*</tr>\s*</tbody>')
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_share_between_two_serving_nodes_until_the_receipt_is_verified(
         tmp_path: Path, db_url: str | None, page: Any, recorder: Recorder) -> None:
     """In chromium: preview and send, then the transfer's page follows the status live (no reload) while the
@@ -33,6 +43,7 @@ def test_share_between_two_serving_nodes_until_the_receipt_is_verified(
         agreement = agree(north, south, dataset="Residents", fields=["surname", "postcode"])
         add_web_user(north, "nw-manager", "records_manager", PASSWORD)
         add_web_user(south, "sf-caseworker", "caseworker", PASSWORD)
+        add_web_user(south, "sf-manager", "records_manager", PASSWORD)
         south.stop()  # the transfer waits for the partner, so the page can be seen following it
         sign_in(page, recorder, north.base_url, "north", "nw-manager", PASSWORD)
         page.goto(f"{north.base_url}/web/share?holding={holding}")
@@ -92,3 +103,26 @@ def test_share_between_two_serving_nodes_until_the_receipt_is_verified(
             assert "Residents" in inbox and "north-wold" in inbox and "Arrived" in inbox
             arrival = recipient.get(f"/web/inbox/{tid}").text
             assert "Quality, before you use it" in arrival and "nhs_number" not in arrival
+        # Both dashboards and holding pages tell the story of the share.
+        with WebClient(north) as sender:
+            sender.signed_in("nw-manager", PASSWORD)
+            dashboard = page_html(sender.get("/web/"))
+            recent = dashboard[dashboard.index("Recent deliveries and refusals"):]
+            assert f'href="/web/transfers/{tid}">Residents</a>' in recent
+            assert "Sent to south-fen" in recent and ">Delivered<" in recent
+            assert TODAY.search(dashboard).groups() == ("1", "0"), "one sent today, none received"
+            shown = page_html(sender.get(f"/web/holdings/{holding}"))
+            shared = shown[shown.index("Shared with"):shown.index("Audit trail")]
+            assert f'href="/web/transfers/{tid}"' in shared and agreement in shared and ">Delivered<" in shared
+        received = south.inbox()[0]
+        with WebClient(south) as recipient:
+            recipient.signed_in("sf-manager", PASSWORD)
+            dashboard = page_html(recipient.get("/web/"))
+            assert f'href="/web/holdings/{received["holding"]}">Residents</a>' in dashboard
+            assert "Received from north-wold" in dashboard
+            assert TODAY.search(dashboard).groups() == ("0", "1"), "none sent today, one received"
+            shown = page_html(recipient.get(f"/web/holdings/{received['holding']}"))
+            origin = shown[shown.index("Received from"):shown.index("Shared with")]
+            assert "north-wold" in origin and tid in origin and agreement in origin
+            assert f'href="/web/agreements/{agreement}"' in origin and "Kept" in origin
+            assert "Imported here by" not in origin

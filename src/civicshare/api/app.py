@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from civicshare import __version__
 from civicshare.api import (
@@ -34,6 +33,7 @@ from civicshare.api import (
 from civicshare.api import directory as directory_api
 from civicshare.api import exchange as exchange_api
 from civicshare.api.auth import NodeDep
+from civicshare.api.internal_errors import InternalErrors
 from civicshare.errors import AuthenticationFailed, CivicshareError, Problem
 from civicshare.node import Node
 from civicshare.web import mount_web
@@ -95,36 +95,10 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
-class InternalErrors:
-    """Turns an unexpected exception into a 500 in the JSON shape; the traceback goes to the log only."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            await send(message)
-            started = started or message["type"] == "http.response.start"
-
-        try:
-            await self.app(scope, receive, watch)
-        except Exception as exc:
-            # The path only: query strings can carry names of people and files. A plain traceback, not
-            # exc_info: structlog's default renderer would print every frame's locals, the request's
-            # Authorization header among them.
-            log.error("unexpected error", method=scope.get("method"), path=scope.get("path"),
-                      exception="".join(traceback.format_exception(exc)))
-            if started:
-                raise  # too late for a clean answer; the server breaks the connection
-            body = error_body("internal", "civicshare met an unexpected error; the node operator can find "
-                                          "the details in the server log.")
-            await JSONResponse(body, status_code=500)(scope, receive, send)
+def _internal_error(_scope: Scope) -> JSONResponse:
+    body = error_body("internal", "civicshare met an unexpected error; the node operator can find the details in "
+                                  "the server log.")
+    return JSONResponse(body, status_code=500)
 
 
 def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES,
@@ -140,7 +114,7 @@ def create_app(node: Node, *, max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     app.add_exception_handler(CivicshareError, _civicshare_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_middleware(InternalErrors)
+    app.add_middleware(InternalErrors, answer=_internal_error)
     app.include_router(holdings.router, prefix="/v1")
     app.include_router(quality.router, prefix="/v1")
     app.include_router(schemas.router, prefix="/v1")

@@ -33,10 +33,11 @@ from starlette.requests import ClientDisconnect
 
 from civicshare.access import Actor
 from civicshare.api.auth import ActorDep, NodeDep
-from civicshare.errors import CivicshareError, TooLarge, UsageError
+from civicshare.errors import CivicshareError, TooLarge
 from civicshare.holdings.store import DOCUMENT, MEDIA_TYPE_RE, PARQUET_MEDIA_TYPE, Holding
 from civicshare.memfile import memory_file
 from civicshare.node import Node
+from civicshare.uploadpipe import PipeSource, interrupted, read_through
 
 router = APIRouter(tags=["holdings"])
 
@@ -61,10 +62,6 @@ def _raw_body(*media_types: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {m: {"schema": schema} for m in media_types}}}
 
 
-def _interrupted() -> UsageError:
-    return UsageError("The upload was interrupted before it finished; nothing was stored.")
-
-
 def _too_large(what: str, limit: int) -> TooLarge:
     return TooLarge(f"The {what} is larger than this node accepts ({limit:,} bytes); split it, or ask "
                     "the node operator to raise the limit.")
@@ -87,7 +84,7 @@ async def _body(request: Request, limit: int, what: str) -> AsyncIterator[bytes]
         except StopAsyncIteration:
             return
         except ClientDisconnect:
-            raise _interrupted() from None
+            raise interrupted() from None
         received += len(chunk)
         if received > limit:
             raise _too_large(what, limit)
@@ -195,40 +192,11 @@ async def suggest_mapping(
     return {"version": 1, "schema": schema, "mapping": text}
 
 
-class _PipeSource(io.RawIOBase):
-    """The read end of an upload's pipe, as the binary file the core reads.
-
-    End of file means end of document only once the whole body has arrived (``complete``); if the
-    upload is abandoned first, reading raises ``failure`` instead, so the core stores nothing.
-    """
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self.complete = False
-        self.failure: CivicshareError | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = os.readv(self._fd, [buffer])
-        if n == 0 and not self.complete:
-            raise self.failure or _interrupted()
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-
-def _import_from_pipe(node: Node, actor: Actor, source: _PipeSource, filename: str,
+def _import_from_pipe(node: Node, actor: Actor, source: PipeSource, filename: str,
                       title: str | None, media_type: str | None, classification: str) -> Holding:
-    # Closing the read end as soon as the core stops reading turns the next write into BrokenPipeError.
-    with source, io.BufferedReader(source, CHUNK) as reader:
-        return node.import_document(actor, reader, filename, title=title, media_type=media_type,
-                                    classification=classification)
+    return read_through(lambda reader: node.import_document(actor, reader, filename, title=title,
+                                                            media_type=media_type, classification=classification),
+                        source)
 
 
 @router.post("/holdings/documents", status_code=201, openapi_extra=_raw_body("application/octet-stream"))
@@ -247,7 +215,7 @@ async def import_document(
     os.set_blocking(w, False)  # the event loop waits for room in the pipe; no thread blocks on it
     with contextlib.suppress(OSError):
         fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, CHUNK)  # fewer wake-ups; the default 64 KiB works too
-    source = _PipeSource(r)
+    source = PipeSource(r)
     # The core reads in a worker thread of its own pool, so that many slow uploads cannot take every
     # thread the other endpoints need. It always runs to the end and closes ``source``.
     worker = asyncio.ensure_future(anyio.to_thread.run_sync(
@@ -267,7 +235,7 @@ async def import_document(
     return JSONResponse(holding.to_json(), status_code=201)
 
 
-async def _feed(chunks: AsyncIterator[bytes], w: int, source: _PipeSource) -> None:
+async def _feed(chunks: AsyncIterator[bytes], w: int, source: PipeSource) -> None:
     """Copy the body into the (non-blocking) write end of the pipe."""
     try:
         async for chunk in chunks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +14,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from civicshare.api.internal_errors import InternalErrors
 from civicshare.errors import CivicshareError, NotFound, PermissionDenied
 from civicshare.node import Node
 from civicshare.web.deps import CsrfRefused, SignInNeeded
@@ -82,36 +82,12 @@ _BARE_500 = ("<!DOCTYPE html><html lang=\"en\"><head><title>Sorry, there is a pr
              "</html>")
 
 
-class InternalErrorPage:
-    """An unexpected exception becomes the generic 500 page; the traceback goes to the log only."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            await send(message)
-            started = started or message["type"] == "http.response.start"
-
-        try:
-            await self.app(scope, receive, watch)
-        except Exception as exc:
-            # The path only: query strings may carry names. No locals: they hold cookies and form fields.
-            log.error("unexpected error in the web UI", method=scope.get("method"), path=scope.get("path"),
-                      exception="".join(traceback.format_exception(exc)))
-            if started:
-                raise
-            try:
-                response: Response = render(Request(scope), "errors/500.html", status=500)
-            except Exception:  # the page template itself is broken: say so plainly
-                response = HTMLResponse(_BARE_500, status_code=500)
-            await response(scope, receive, send)
+def _error_page(scope: Scope) -> Response:
+    """The generic 500 page (a bare one if the page template itself is broken)."""
+    try:
+        return render(Request(scope), "errors/500.html", status=500)
+    except Exception:  # noqa: BLE001 - the template is what failed: say so plainly
+        return HTMLResponse(_BARE_500, status_code=500)
 
 
 def _safe_next(request: Request) -> str:
@@ -185,7 +161,7 @@ def create_web(node: Node) -> FastAPI:
     web.add_exception_handler(CivicshareError, _civicshare_error)
     web.add_exception_handler(StarletteHTTPException, _http_error)
     web.add_exception_handler(RequestValidationError, _validation_error)
-    web.add_middleware(InternalErrorPage)
+    web.add_middleware(InternalErrors, answer=_error_page, event="unexpected error in the web UI")
     web.add_middleware(SecurityHeaders)
     web.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     include_pages(web)

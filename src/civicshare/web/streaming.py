@@ -1,9 +1,7 @@
 """A document upload streamed, as it arrives, through a pipe into the core's encryption.
 
-The form is read by civicshare.web.uploads; its one file goes into a pipe whose read end the core
-reads in a worker thread (as the API does, civicshare.api.holdings), so the document is never whole
-in memory and never on disk unencrypted. End of file reaches the core only once the whole file has
-arrived; an upload abandoned or refused first makes the core's read raise, so nothing is stored.
+The form is read by civicshare.web.uploads; its one file goes into a pipe (civicshare.uploadpipe)
+whose read end the core reads in a worker thread, as the API does.
 """
 
 from __future__ import annotations
@@ -11,54 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import io
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 import anyio
 from starlette.requests import Request
 
 from civicshare.errors import CivicshareError, UsageError
+from civicshare.uploadpipe import CHUNK, PipeSource, interrupted, read_through
 from civicshare.web.deps import WebSession
-from civicshare.web.uploads import CHUNK, TEXT_LIMIT, MultipartForm, Sink, UploadedFile, interrupted, too_large
+from civicshare.web.uploads import TEXT_LIMIT, MultipartForm, Sink, UploadedFile, too_large
 
 T = TypeVar("T")
-
-
-class PipeSource(io.RawIOBase):
-    """The read end of an upload's pipe, as the binary file the core reads.
-
-    End of file means end of document only once the whole part has arrived (``complete``); if the
-    upload is abandoned or refused first, reading raises ``failure`` instead, so the core stores nothing.
-    """
-
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self.complete = False
-        self.failure: CivicshareError | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = os.readv(self._fd, [buffer])
-        if n == 0 and not self.complete:
-            raise self.failure or interrupted()
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-
-def _run_reader(work: Callable[[BinaryIO], T], source: PipeSource) -> T:
-    # Closing the read end as soon as the core stops reading turns the next write into BrokenPipeError.
-    with source, io.BufferedReader(source, CHUNK) as reader:
-        return work(reader)
 
 
 class PipeSink(Sink, Generic[T]):
@@ -72,7 +36,7 @@ class PipeSink(Sink, Generic[T]):
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._w, fcntl.F_SETPIPE_SZ, CHUNK)
         self._source = PipeSource(r)
-        self._worker = asyncio.ensure_future(anyio.to_thread.run_sync(_run_reader, work, self._source,
+        self._worker = asyncio.ensure_future(anyio.to_thread.run_sync(read_through, work, self._source,
                                                                       limiter=limiter))
         self.result: T | None = None
 

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from civicshare.errors import Problem, TooLarge, UsageError
 from civicshare.memfile import memory_file
+from civicshare.uploadpipe import interrupted
 from civicshare.web.deps import WebSession, check_csrf, read_form
 
 if TYPE_CHECKING:
@@ -58,10 +59,6 @@ def too_large(what: str, limit: int, field_name: str | None = None) -> TooLarge:
     message = (f"The selected {what} must be smaller than {size_words(limit)}: this node does not accept "
                "larger ones. Split it, or ask the node operator to raise the limit.")
     return TooLarge(message, problems=[Problem(message, field=field_name)])
-
-
-def interrupted() -> UsageError:
-    return UsageError("The upload was interrupted before it finished; nothing was stored.")
 
 
 def limits(request: Request) -> tuple[int, int]:
