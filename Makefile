@@ -66,9 +66,10 @@ browser:
 	  apt-get update && apt-get install -y chromium; \
 	fi
 
-# Three workers: most tests wait on real node processes, so they overlap well even on two cores.
+# Three workers: most tests wait on real node processes, so they overlap well even on two cores. Work
+# stealing: a worker left idle at the end takes queued tests from a busy one.
 test: install postgres tools browser
-	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q -n 3
+	CIVICSHARE_TEST_PG=$(PG_URL) $(PY) -m pytest -q -n 3 --dist worksteal
 
 bench: install postgres tools
 	$(PY) -m pip install --quiet -e '.[bench]'
