@@ -83,6 +83,11 @@ class Actor:
         """The node operator at the command line: whoever can read the node home administers it."""
         return cls(org_id=org_id, name=f"cli:{name}", role=Role.ADMIN)
 
+    def may(self, permission: Permission) -> bool:
+        """Whether the role holds ``permission``: for showing or hiding links and buttons only. Every use
+        case enforces its permission itself with ``require``, which raises."""
+        return permission in ROLE_PERMISSIONS[self.role]
+
     def require(self, permission: Permission, doing: str) -> None:
         if permission not in ROLE_PERMISSIONS[self.role]:
             raise PermissionDenied(f"{self.name} is {ROLE_WORDS[self.role]} and may not {doing}.")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.schemas.test_import_schema import POLICY_MAPPING
+
 BOUNDARY = "civicshare-test-boundary"
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 CANARY = "Zqxwv Canary-Holdings"  # a name that can only come from the uploads below
@@ -15,15 +17,7 @@ PEOPLE_CSV = ("Name,DOB,Post Code\n"
               f"{CANARY},03/04/1980,nw1 4ab\n"
               "Ann Lee,31/02/1980,NW1 4AB\n"
               "Eve Hart,12/12/1950,sw1a 1aa\n")
-PEOPLE_MAPPING = """\
-version: 1
-schema: person
-fields:
-  first_name: {from: Name, transforms: [{split_name: first}]}
-  last_name: {from: Name, transforms: [{split_name: last}]}
-  date_of_birth: {from: DOB, transforms: [{date: dd/mm/yyyy}]}
-  postcode: {from: Post Code, transforms: [postcode]}
-"""
+PEOPLE_MAPPING = POLICY_MAPPING  # the schema tests' mapping of the same export
 
 
 def page_html(response: httpx.Response, status: int = 200) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from civicshare.access import ROLE_PERMISSIONS, ROLE_WORDS, Actor, Permission
+from civicshare.access import ROLE_WORDS, Actor, Permission
 from civicshare.agreements import documents as docs
 from civicshare.agreements.register import (
     DRAFT,
@@ -191,7 +191,7 @@ class AgreementLifecycle:
         party has signed, the version is ``signed`` and earlier versions ``superseded``.
         """
         with self.node.audit.event(actor, "agreement.sign", agreement_id, operator=operator) as event:
-            if Permission.AGREEMENTS_SIGN not in ROLE_PERMISSIONS[actor.role]:
+            if not actor.may(Permission.AGREEMENTS_SIGN):
                 raise PermissionDenied(f"{actor.name} is {ROLE_WORDS[actor.role]} and may not sign data sharing "
                                        f"agreements: only a data protection officer (a user with the dpo role) "
                                        f"signs for {actor.org_id}.")

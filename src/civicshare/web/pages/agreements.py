@@ -8,19 +8,21 @@ The lifecycle's notices to partners go out from ``serve`` in the background.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from civicshare.access import ROLE_PERMISSIONS, Permission
+from civicshare.access import Permission
 from civicshare.agreements.documents import MAX_REASON
 from civicshare.agreements.model import MAX_AGREEMENT_BYTES
 from civicshare.agreements.parse import YAML
 from civicshare.agreements.register import ACTIVE, DRAFT, EXPIRED, PROPOSED, REVOKED, SIGNED, SUPERSEDED
 from civicshare.errors import CivicshareError, InvalidInput, PermissionDenied
-from civicshare.web.deps import CsrfFormDep, NodeDep, SessionDep
+from civicshare.node import Node
+from civicshare.web.deps import CsrfFormDep, NodeDep, SessionDep, WebForm, WebSession
 from civicshare.web.forms import FormErrors
 from civicshare.web.templating import WEB, render
 
@@ -36,9 +38,6 @@ DONE = {
     "revoked": "The agreement is revoked. Every other party is told, and no data moves under it any more.",
 }
 
-
-def _can(session: Any, permission: Permission) -> bool:
-    return permission in ROLE_PERMISSIONS[session.actor.role]
 
 
 def _detail_url(agreement_id: str, version: int, done: str | None = None) -> str:
@@ -59,7 +58,7 @@ def register(request: Request, session: SessionDep, node: NodeDep) -> Response:
     rows = sorted(newest.values(), key=lambda r: (r.agreement.review_date, r.id))
     warnings = [(r, w) for r in rows for w in r.warnings if r.state in (ACTIVE, SIGNED, PROPOSED)]
     return render(request, "agreements/register.html", records=rows, warnings=warnings,
-                  state_colours=STATE_COLOURS, can_manage=_can(session, Permission.AGREEMENTS_MANAGE),
+                  state_colours=STATE_COLOURS, can_manage=session.actor.may(Permission.AGREEMENTS_MANAGE),
                   active_nav="agreements")
 
 
@@ -169,13 +168,13 @@ def detail(request: Request, agreement_id: str, session: SessionDep, node: NodeD
     org = session.org_id
     stored = record.stored_state
     actions = {
-        "propose": _can(session, Permission.AGREEMENTS_MANAGE) and stored in (DRAFT, PROPOSED)
+        "propose": session.actor.may(Permission.AGREEMENTS_MANAGE) and stored in (DRAFT, PROPOSED)
         and record.agreement.provider == org,
-        "sign": _can(session, Permission.AGREEMENTS_SIGN) and stored == PROPOSED and org in record.waiting_for,
-        "revoke": _can(session, Permission.AGREEMENTS_MANAGE) and stored in (PROPOSED, SIGNED),
+        "sign": session.actor.may(Permission.AGREEMENTS_SIGN) and stored == PROPOSED and org in record.waiting_for,
+        "revoke": session.actor.may(Permission.AGREEMENTS_MANAGE) and stored in (PROPOSED, SIGNED),
     }
     waiting_dpo = (stored == PROPOSED and org in record.waiting_for
-                   and not _can(session, Permission.AGREEMENTS_SIGN))
+                   and not session.actor.may(Permission.AGREEMENTS_SIGN))
     return render(request, "agreements/detail.html", record=record, a=record.agreement, versions=versions,
                   actions=actions, waiting_dpo=waiting_dpo, done=DONE.get(done or ""),
                   notices=node.agreement_notices(session.actor, record.id), state_colours=STATE_COLOURS,
@@ -199,28 +198,27 @@ def _lifecycle_error(request: Request, node: Any, session: Any, agreement_id: st
                   waiting_dpo=False, done=None, notices=[], state_colours=STATE_COLOURS, active_nav="agreements")
 
 
-@router.post("/agreements/{agreement_id}/propose")
-def propose(request: Request, agreement_id: str, session: SessionDep, node: NodeDep, form: CsrfFormDep) -> Response:
+def _step(request: Request, agreement_id: str, session: WebSession, node: Node, form: WebForm,
+          use_case: Callable[..., Any], done: str) -> Response:
+    """One lifecycle step (propose, sign): back to the agreement, or its page with the core's refusal."""
     version = _version(form)
     try:
-        record = node.propose_agreement(session.actor, agreement_id, version)
+        record = use_case(session.actor, agreement_id, version)
     except PermissionDenied:
-        raise
+        raise  # the app's 403 page
     except CivicshareError as exc:
         return _lifecycle_error(request, node, session, agreement_id, version, exc)
-    return RedirectResponse(_detail_url(record.id, record.version, "proposed"), status_code=303)
+    return RedirectResponse(_detail_url(record.id, record.version, done), status_code=303)
+
+
+@router.post("/agreements/{agreement_id}/propose")
+def propose(request: Request, agreement_id: str, session: SessionDep, node: NodeDep, form: CsrfFormDep) -> Response:
+    return _step(request, agreement_id, session, node, form, node.propose_agreement, "proposed")
 
 
 @router.post("/agreements/{agreement_id}/sign")
 def sign(request: Request, agreement_id: str, session: SessionDep, node: NodeDep, form: CsrfFormDep) -> Response:
-    version = _version(form)
-    try:
-        record = node.sign_agreement(session.actor, agreement_id, version)
-    except PermissionDenied:
-        raise
-    except CivicshareError as exc:
-        return _lifecycle_error(request, node, session, agreement_id, version, exc)
-    return RedirectResponse(_detail_url(record.id, record.version, "signed"), status_code=303)
+    return _step(request, agreement_id, session, node, form, node.sign_agreement, "signed")
 
 
 def _revoke_page(request: Request, record: Any, reason: str, *, status: int = 200,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from civicshare.access import ROLE_PERMISSIONS, Actor, Permission
+from civicshare.access import Actor, Permission
 from civicshare.agreements.register import ACTIVE, DRAFT, PROPOSED, SIGNED
 from civicshare.exchange.transfers import DELIVERED, FAILED, QUEUED, RECEIVING, REFUSED, SENDING
 from civicshare.holdings.store import DATASET
@@ -39,9 +39,6 @@ class Activity:
     href: str | None
 
 
-def _may(actor: Actor, permission: Permission) -> bool:
-    return permission in ROLE_PERMISSIONS[actor.role]
-
 
 def _ended(moment: datetime | None, fallback: datetime) -> datetime:
     return moment if moment is not None else fallback
@@ -51,16 +48,16 @@ def dashboard_data(node: Node, actor: Actor) -> dict[str, Any]:
     """Everything the dashboard shows, read from the core as ``actor`` (blocking: run in a thread)."""
     now = node.clock()
     data: dict[str, Any] = {"now": now, "holdings": None, "in_flight": None, "recent": [], "reviews": None,
-                            "chart": None, "may_share": _may(actor, Permission.TRANSFERS_SHARE),
-                            "may_import": _may(actor, Permission.HOLDINGS_IMPORT)}
-    if not _may(actor, Permission.HOLDINGS_READ):
+                            "chart": None, "may_share": actor.may(Permission.TRANSFERS_SHARE),
+                            "may_import": actor.may(Permission.HOLDINGS_IMPORT)}
+    if not actor.may(Permission.HOLDINGS_READ):
         return data
     held = [h for h in node.list_holdings(actor) if not h.shredded]
     data["holdings"] = {"total": len(held), "datasets": sum(1 for h in held if h.kind == DATASET),
                         "documents": sum(1 for h in held if h.kind != DATASET),
                         "rows": sum(h.rows or 0 for h in held if h.kind == DATASET)}
     inbound = node.inbox(actor)
-    sent = node.transfers(actor) if _may(actor, Permission.TRANSFERS_READ) else None
+    sent = node.transfers(actor) if actor.may(Permission.TRANSFERS_READ) else None
     recent: list[Activity] = []
     in_flight: list[dict[str, Any]] = []
     for entry in inbound:
@@ -92,7 +89,7 @@ def dashboard_data(node: Node, actor: Actor) -> dict[str, Any]:
     data["sent_visible"] = sent is not None
     data["chart"] = transfers_chart(now.date(), None if sent is None else [t.created_at for t in sent],
                                     [e.created_at for e in inbound])
-    if _may(actor, Permission.AGREEMENTS_READ):
+    if actor.may(Permission.AGREEMENTS_READ):
         reviews = []
         for record in node.agreements(actor):
             if record.state not in (DRAFT, PROPOSED, SIGNED, ACTIVE):

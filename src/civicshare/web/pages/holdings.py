@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from civicshare.access import ROLE_PERMISSIONS, Actor, Permission
+from civicshare.access import Actor, Permission
 from civicshare.agreements.register import AgreementRecord
 from civicshare.api.holdings import EXPORT_MEDIA_TYPES
 from civicshare.audit import AuditEntry
@@ -49,10 +49,6 @@ DONE_MESSAGES = {
 }
 
 
-def may(actor: Actor, permission: Permission) -> bool:
-    """Whether the role holds ``permission``: for showing links and panels; the core enforces it."""
-    return permission in ROLE_PERMISSIONS[actor.role]
-
 
 def _redirect(target: str) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
@@ -66,7 +62,7 @@ async def holdings_list(request: Request, session: SessionDep, node: NodeDep) ->
     holdings = await run_in_threadpool(node.list_holdings, session.actor)
     holdings.sort(key=lambda h: (h.shredded, -h.created_at.timestamp()))
     return render(request, "holdings/list.html", active_nav="holdings", holdings=holdings,
-                  may_import=may(session.actor, Permission.HOLDINGS_IMPORT))
+                  may_import=session.actor.may(Permission.HOLDINGS_IMPORT))
 
 
 # A holding's page ----------------------------------------------------------------------------
@@ -111,17 +107,17 @@ def holding_page(node: Node, actor: Actor, holding_id: str) -> HoldingPage:
         source = found[0] if found else None
     received = next((e for e in node.inbox(actor) if e.holding_id == holding_id), None)
     agreement, missing = None, False
-    if received is not None and received.agreement_id and may(actor, Permission.AGREEMENTS_READ):
+    if received is not None and received.agreement_id and actor.may(Permission.AGREEMENTS_READ):
         try:
             agreement = node.agreement(actor, received.agreement_id, received.agreement_version)
         except NotFound:
             missing = True  # the page still shows the id the transfer named
     shares = None
-    if may(actor, Permission.TRANSFERS_READ):
+    if actor.may(Permission.TRANSFERS_READ):
         shares = [t for t in node.transfers(actor) if t.holding_id == holding_id]
         shares.sort(key=lambda t: t.created_at, reverse=True)
     audit, more = None, 0
-    if may(actor, Permission.AUDIT_READ):
+    if actor.may(Permission.AUDIT_READ):
         entries = node.audit_entries(actor, obj=holding_id)
         more = max(0, len(entries) - AUDIT_SHOWN)
         audit = list(reversed(entries[-AUDIT_SHOWN:]))
@@ -135,9 +131,9 @@ async def holding_detail(request: Request, holding_id: str, session: SessionDep,
     page = await run_in_threadpool(holding_page, node, session.actor, holding_id)
     actor = session.actor
     return render(request, "holdings/detail.html", active_nav="holdings", page=page, h=page.holding,
-                  done=DONE_MESSAGES.get(done or ""), may_share=may(actor, Permission.TRANSFERS_SHARE),
-                  may_shred=may(actor, Permission.HOLDINGS_SHRED),
-                  may_export=may(actor, Permission.HOLDINGS_EXPORT))
+                  done=DONE_MESSAGES.get(done or ""), may_share=actor.may(Permission.TRANSFERS_SHARE),
+                  may_shred=actor.may(Permission.HOLDINGS_SHRED),
+                  may_export=actor.may(Permission.HOLDINGS_EXPORT))
 
 
 # Export --------------------------------------------------------------------------------------
