@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from civicshare.errors import DigestMismatch, SignatureRefused, UnknownSender
+from civicshare.errors import DigestMismatch, SignatureRefused, UnknownSender, UsageError
 from civicshare.exchange import httpsig
 from civicshare.exchange.httpsig import (
     MAX_SKEW,
@@ -200,3 +200,26 @@ def test_the_signed_sha256_member_is_read_strictly() -> None:
     assert read({'"content-digest"': field + ", " + field}) is None  # a duplicate member: hash the body
     assert read({'"content-digest"': "sha-256=:" + base64.b64encode(bytes(31)).decode() + ":"}) is None
     assert read({'"content-digest"': "not a dictionary (("}) is None
+
+
+def test_a_digest_known_beforehand_signs_the_same_request_without_hashing_the_body_again() -> None:
+    body = b"a part of a sealed payload" * 100
+    known = httpx.Request("PUT", URL, content=body)
+    sign_request(known, sender="north-wold", sign=PRIVATE.sign, now=T0, nonce=NONCE,
+                 body_sha256=hashlib.sha256(body).digest())
+    hashed = signed(body=body)
+    for name in ("content-digest", "signature-input", "signature"):
+        assert known.headers[name] == hashed.headers[name]
+    assert verify(known).body_sha256 == hashlib.sha256(body).digest()
+
+
+def test_a_wrong_digest_known_beforehand_is_refused_by_the_recipient() -> None:
+    body = b"the bytes sent"
+    request = httpx.Request("PUT", URL, content=body)
+    sign_request(request, sender="north-wold", sign=PRIVATE.sign, now=T0, nonce=NONCE,
+                 body_sha256=hashlib.sha256(b"other bytes").digest())
+    with pytest.raises(DigestMismatch):
+        verify(request)
+    with pytest.raises(UsageError, match="32 bytes"):
+        sign_request(httpx.Request("PUT", URL, content=body), sender="north-wold", sign=PRIVATE.sign, now=T0,
+                     nonce=NONCE, body_sha256=b"short")

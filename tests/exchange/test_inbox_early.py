@@ -111,3 +111,60 @@ def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node, agr
         inbox.put_part(SOUTH, NORTH, transfer.id, 0, part, body_sha256=hashlib.sha256(b"other").digest())
     # ... and the right one is accepted.
     assert inbox.put_part(SOUTH, NORTH, transfer.id, 0, part, body_sha256=hashlib.sha256(part).digest())["stored"]
+
+
+def test_parts_an_early_opening_takes_in_memory_never_touch_the_staging_area(xnode: Node, agreement: str) -> None:
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode, agreement)
+    count = transfer.manifest.part_count
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))  # before the opening: staged
+    assert inbox.open_early(SOUTH, NORTH, transfer.id)
+    for n in range(1, count - 1):
+        inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
+    staged = inbox.staging.folder(SOUTH, transfer.id)
+    assert sorted(p.name for p in staged.iterdir()) == ["part-0"]
+    # The status counts what the opening holds, so the sender does not send it again.
+    assert inbox.status(SOUTH, NORTH, transfer.id)["parts_received"] == list(range(count - 1))
+    inbox.put_part(SOUTH, NORTH, transfer.id, count - 1, _part(payload, count - 1))
+    _wait_idle(inbox)
+    assert inbox.status(SOUTH, NORTH, transfer.id)["state"] == "delivered"
+    assert inbox.commit(SOUTH, NORTH, transfer.id)["receipt"]["body"]["transfer"] == transfer.id
+
+
+def test_parts_held_by_an_opening_that_gave_up_are_asked_for_again(
+        xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inbox_module, "EARLY_OPEN_PATIENCE", 0.5)
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode, agreement)
+    count = transfer.manifest.part_count
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    assert inbox.open_early(SOUTH, NORTH, transfer.id)
+    inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
+    inbox.put_part(SOUTH, NORTH, transfer.id, 1, _part(payload, 1))
+    assert inbox.status(SOUTH, NORTH, transfer.id)["parts_received"] == [0, 1]
+    _wait_idle(inbox)  # part 2 never came: the opening gave up, and the parts it held are gone
+    assert inbox.status(SOUTH, NORTH, transfer.id)["parts_received"] == []
+    with pytest.raises(Conflict, match="have not arrived"):
+        inbox.commit(SOUTH, NORTH, transfer.id)
+    for n in range(count):  # the sender sends what the status lists as missing: everything
+        inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
+    holding = inbox.commit(SOUTH, NORTH, transfer.id)["receipt"]["body"]["holding"]
+    assert xnode.holdings.get(actor(SOUTH), holding).size == transfer.manifest.plaintext.size
+
+
+def test_a_part_cut_short_on_disk_counts_as_missing_and_is_written_again(xnode: Node, agreement: str) -> None:
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode, agreement)
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
+    inbox.put_part(SOUTH, NORTH, transfer.id, 1, _part(payload, 1))
+    # As a power cut can leave a part that was never forced to the disk: linked, but short.
+    part = inbox.staging.folder(SOUTH, transfer.id) / "part-1"
+    part.write_bytes(_part(payload, 1)[:100])
+    assert inbox.status(SOUTH, NORTH, transfer.id)["parts_received"] == [0]
+    inbox.put_part(SOUTH, NORTH, transfer.id, 1, _part(payload, 1))
+    assert part.read_bytes() == _part(payload, 1)
+    for n in range(2, transfer.manifest.part_count):
+        inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
+    assert inbox.commit(SOUTH, NORTH, transfer.id)["transfer"] == transfer.id

@@ -29,8 +29,10 @@ class PartnerClient:
         self._client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 
     def request(self, sender: str, partner_id: str, method: str, path: str, *, content: bytes = b"",
-                content_type: str | None = None) -> httpx.Response:
+                content_type: str | None = None, content_sha256: bytes | None = None) -> httpx.Response:
         """Send a signed request from ``sender`` to ``partner_id``'s endpoint + ``path``.
+
+        ``content_sha256`` is the SHA-256 of ``content`` when the caller already has it.
 
         UnknownSender / PartnerRevoked if ``sender`` does not trust the partner; UsageError if the
         partner has no endpoint (use an offline package); Unreachable on a network fault.
@@ -45,7 +47,7 @@ class PartnerClient:
         headers = {"Content-Type": content_type} if content_type else {}
         request = self._client.build_request(method, url, content=content, headers=headers)
         sign_request(request, sender=sender, sign=self.signer_for(sender), now=self.clock(),
-                     nonce=new_nonce(self.rng))
+                     nonce=new_nonce(self.rng), body_sha256=content_sha256)
         try:
             return self._client.send(request)
         except httpx.TimeoutException:

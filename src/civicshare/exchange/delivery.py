@@ -15,8 +15,9 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,26 @@ PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manif
 def _answer(response: Any, recipient: str, what: str) -> dict[str, Any]:
     """The JSON answer of a successful request; Refused (classified by the protocol) otherwise."""
     return read_answer(response, recipient, what, PERMANENT)
+
+
+class _ProgressPace:
+    """When to write the bytes acknowledged so far to the ledger: after every twentieth of the payload,
+    at least once a second, and at the end (not after each part: a ledger write costs a transaction)."""
+
+    STEP, EVERY = 0.05, 1.0
+
+    def __init__(self, size: int, recorded: int, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._step = max(1, int(size * self.STEP))
+        self._recorded = recorded
+        self._monotonic = monotonic
+        self._at = monotonic()
+
+    def due(self, acknowledged: int, *, last: bool) -> bool:
+        now = self._monotonic()
+        if last or acknowledged - self._recorded >= self._step or now - self._at >= self.EVERY:
+            self._recorded, self._at = acknowledged, now
+            return True
+        return False
 
 
 class DeliveryWorker:
@@ -146,8 +167,10 @@ class DeliveryWorker:
         if len(data) != length:
             raise Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its manifest says; "
                            "share the holding again.", permanent=True, code="payload_damaged")
+        # The part's hash from sealing signs its Content-Digest, so the part is not hashed again here.
         _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}", content=data,
-                               content_type="application/octet-stream"), to, f"part {n}")
+                               content_type="application/octet-stream",
+                               content_sha256=bytes.fromhex(manifest.part_hashes[n])), to, f"part {n}")
         del data
         # httpx's request and response objects form reference cycles that keep the part's bytes alive
         # until the cyclic collector runs; collecting the young generations now (cheap) frees each part
@@ -176,6 +199,7 @@ class DeliveryWorker:
             acknowledged = sum(manifest.part_length(n) for n in received)
             self.outbox.progress(transfer, acknowledged, self.node.clock())
             missing = [n for n in range(manifest.part_count) if n not in received]
+            ledger = _ProgressPace(manifest.ciphertext.size, acknowledged)
             with payload.open("rb") as fh, ThreadPoolExecutor(IN_FLIGHT, "civicshare-part") as pool:
                 # Two parts in flight: one travels while the recipient checks and stores the other.
                 pending: deque[tuple[int, Future[None]]] = deque()
@@ -192,7 +216,8 @@ class DeliveryWorker:
                             continue
                         acknowledged += manifest.part_length(done)
                         progress["parts_sent"] += 1
-                        self.outbox.progress(transfer, acknowledged, self.node.clock())
+                        if ledger.due(acknowledged, last=done == missing[-1]):
+                            self.outbox.progress(transfer, acknowledged, self.node.clock())
                 if failure is not None:
                     raise failure
             answer = _answer(client.request(org, to, "POST", f"{path}/commit"), to, "commit")

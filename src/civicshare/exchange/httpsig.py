@@ -124,16 +124,27 @@ class _Message:
     headers: _Headers
 
 
-def sign_request(request: httpx.Request, *, sender: str, sign: Signer, now: datetime, nonce: str) -> None:
-    """Add Content-Digest, Signature-Input and Signature to ``request``, signed as ``sender``."""
+def sign_request(request: httpx.Request, *, sender: str, sign: Signer, now: datetime, nonce: str,
+                 body_sha256: bytes | None = None) -> None:
+    """Add Content-Digest, Signature-Input and Signature to ``request``, signed as ``sender``.
+
+    ``body_sha256`` is the body's SHA-256 when the caller already has it (a part of a sealed payload,
+    hashed when it was sealed), so a large body is not hashed again; the recipient checks it anyway.
+    """
     if not _NONCE_RE.fullmatch(nonce):
         raise UsageError("A request nonce is 16 to 100 base32 or base64 characters.")
-    body = request.read()
     for name in ("content-digest", "signature-input", "signature"):
         request.headers.pop(name, None)
     signer = HTTPMessageSigner(signature_algorithm=_KeystoreEd25519)
-    prepared = signer.prepare(request, key_id=sender, created=now, nonce=nonce, label=SIGNATURE_LABEL,
-                              tag=SIGNATURE_TAG, covered_component_ids=COVERED[:2], body=body)
+    if body_sha256 is None:
+        prepared = signer.prepare(request, key_id=sender, created=now, nonce=nonce, label=SIGNATURE_LABEL,
+                                  tag=SIGNATURE_TAG, covered_component_ids=COVERED[:2], body=request.read())
+    else:
+        if len(body_sha256) != SHA256_BYTES:
+            raise UsageError("A body's SHA-256 is 32 bytes.")
+        request.headers["Content-Digest"] = http_sf.ser({"sha-256": body_sha256})
+        prepared = signer.prepare(request, key_id=sender, created=now, nonce=nonce, label=SIGNATURE_LABEL,
+                                  tag=SIGNATURE_TAG, covered_component_ids=COVERED, use_existing_digest=True)
     signer.apply(request, prepared, _KeystoreEd25519(private_key=sign).sign(prepared.signature_base))
 
 

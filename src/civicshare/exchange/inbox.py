@@ -45,6 +45,7 @@ from civicshare.errors import (
     SecurityError,
 )
 from civicshare.exchange.fields import transfer_id
+from civicshare.exchange.handoff import Handoff
 from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
 from civicshare.exchange.quality_summary import keep_received
 from civicshare.exchange.receipt import Receipt, sign_receipt
@@ -79,7 +80,7 @@ class Inbox:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.staging = Staging(node.layout, node.rng)
-        self._early: set[tuple[str, str]] = set()
+        self._early: dict[tuple[str, str], Handoff] = {}
         self._early_lock = threading.Lock()
 
     # Reading -----------------------------------------------------------------------------------
@@ -109,10 +110,19 @@ class Inbox:
     def status(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
         return self._status(self._mine(org_id, sender, transfer))
 
+    def _received(self, org_id: str, transfer: str, manifest: Manifest) -> list[int]:
+        """The parts staged on disk, and those a running early opening holds in memory."""
+        present = set(self.staging.parts_present(org_id, transfer, manifest.part_lengths))
+        with self._early_lock:
+            handoff = self._early.get((org_id, transfer))
+        if handoff is not None:
+            present |= handoff.accepted
+        return sorted(present)
+
     def _status(self, row: InboundTransfer) -> dict[str, Any]:
-        count = row.manifest.part_count
-        parts = list(range(count)) if row.state == DELIVERED else self.staging.parts_present(
-            row.org_id, row.transfer_id, count)
+        manifest = row.manifest
+        parts = list(range(manifest.part_count)) if row.state == DELIVERED else self._received(
+            row.org_id, row.transfer_id, manifest)
         return {"version": VERSION, "transfer": row.transfer_id, "state": row.state, "parts_received": parts,
                 "receipt": row.receipt}
 
@@ -210,7 +220,12 @@ class Inbox:
         except CivicshareError as exc:
             self._refuse(org_id, sender, transfer, exc, step="part", part=n)
             raise
-        if self.staging.stage(org_id, transfer, n, data):
+        with self._early_lock:
+            handoff = self._early.get((org_id, row.transfer_id))
+        # A running early opening takes the part in memory; otherwise (or if it cannot) it is staged.
+        taken = handoff is not None and handoff.offer(
+            n, data, staged=lambda p: self.staging.has_part(org_id, row.transfer_id, p, manifest.part_length(p)))
+        if taken or self.staging.stage(org_id, transfer, n, data):
             with self.node.db.engine.begin() as conn:
                 conn.execute(update(t.inbound).where(
                     t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == transfer, t.inbound.c.state == RECEIVING,
@@ -231,18 +246,22 @@ class Inbox:
         with self._early_lock:
             if key in self._early:
                 return False
-            self._early.add(key)
-        thread = threading.Thread(target=self._open_early, args=(org_id, sender, transfer), daemon=True,
+            handoff = self._early[key] = Handoff()
+        thread = threading.Thread(target=self._open_early, args=(org_id, sender, transfer, handoff), daemon=True,
                                   name="civicshare-open-early")
         try:
             thread.start()
         except BaseException:
-            with self._early_lock:
-                self._early.discard(key)
+            self._end_early(key, handoff)
             raise
         return True
 
-    def _open_early(self, org_id: str, sender: str, transfer: str) -> None:
+    def _end_early(self, key: tuple[str, str], handoff: Handoff) -> None:
+        with self._early_lock:
+            self._early.pop(key, None)
+        handoff.close()
+
+    def _open_early(self, org_id: str, sender: str, transfer: str, handoff: Handoff) -> None:
         try:
             row = self._mine(org_id, sender, transfer)
             if row.state != RECEIVING:
@@ -253,8 +272,8 @@ class Inbox:
                     return
                 manifest = row.manifest
                 with self.staging.reader(org_id, row.transfer_id, manifest.part_count,
-                                         patience=EARLY_OPEN_PATIENCE) as reader:
-                    row = self._open(row, manifest, reader)
+                                         patience=EARLY_OPEN_PATIENCE, handoff=handoff) as reader:
+                    row = self._open(row, manifest, reader, parts_verified=True)
             self.staging.finished(org_id, row.transfer_id)
         except PartsLate:
             log.info("early opening gave up waiting for a part", transfer=transfer)
@@ -264,8 +283,7 @@ class Inbox:
         except Exception as exc:  # noqa: BLE001 - the commit will open the staged parts instead
             log.warning("early opening failed", transfer=transfer, error=type(exc).__name__, detail=str(exc)[:200])
         finally:
-            with self._early_lock:
-                self._early.discard((org_id, transfer))
+            self._end_early((org_id, transfer), handoff)
 
     def commit(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
         """``POST /transfers/{id}/commit``: open the staged parts into a holding; the signed receipt."""
@@ -274,21 +292,24 @@ class Inbox:
             return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
         # Missing parts are answered at once, not after waiting for the lock (an early opening holds it
         # while it waits for those very parts); checked again under the lock.
-        self._require_all_parts(org_id, row.transfer_id, row.manifest.part_count)
+        self._require_all_parts(org_id, row.transfer_id, row.manifest, in_memory=True)
         with self.staging.locked(org_id, row.transfer_id):
             row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
             if row.state != DELIVERED:
                 manifest = row.manifest
-                self._require_all_parts(org_id, row.transfer_id, manifest.part_count)
+                self._require_all_parts(org_id, row.transfer_id, manifest, in_memory=False)
                 with self.staging.reader(org_id, row.transfer_id, manifest.part_count) as reader:
-                    row = self._open(row, manifest, reader)
+                    row = self._open(row, manifest, reader, parts_verified=True)
         self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
         return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
 
-    def _require_all_parts(self, org_id: str, transfer: str, count: int) -> None:
-        present = self.staging.parts_present(org_id, transfer, count)
-        missing = sorted(set(range(count)) - set(present))
+    def _require_all_parts(self, org_id: str, transfer: str, manifest: Manifest, *, in_memory: bool) -> None:
+        """Conflict unless every part is staged (or, ``in_memory``, held by a running early opening too:
+        under the lock, only what the commit itself can read counts)."""
+        present = (self._received(org_id, transfer, manifest) if in_memory
+                   else self.staging.parts_present(org_id, transfer, manifest.part_lengths))
+        missing = sorted(set(range(manifest.part_count)) - set(present))
         if missing:
             shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
             raise Conflict(f"Transfer {transfer} cannot be committed yet: parts {shown} have not arrived.")
@@ -303,8 +324,11 @@ class Inbox:
             return None
         return self.node.holdings._get(Actor.operator(org_id, RECEIVER), found.id)
 
-    def _open(self, row: InboundTransfer, manifest: Manifest, source: BinaryIO) -> InboundTransfer:
-        """Store the payload as a holding (or adopt the one a crashed commit stored), log, sign the receipt."""
+    def _open(self, row: InboundTransfer, manifest: Manifest, source: BinaryIO, *,
+              parts_verified: bool = False) -> InboundTransfer:
+        """Store the payload as a holding (or adopt the one a crashed commit stored), log, sign the receipt.
+
+        ``parts_verified``: ``source`` is the staged parts, each checked against its hash on arrival."""
         from civicshare.exchange.payload import open_payload
 
         node, org_id = self.node, row.org_id
@@ -321,7 +345,8 @@ class Inbox:
             raise
         if holding is None:
             try:
-                holding = open_payload(node, org_id, source, manifest, actor_name=name)
+                holding = open_payload(node, org_id, source, manifest, actor_name=name,
+                                       parts_verified=parts_verified)
             except NotForUs as exc:
                 self._refuse(org_id, row.sender, row.transfer_id, exc, step="commit")
                 self._close_refused(row, exc)

@@ -154,6 +154,11 @@ class Manifest:
             return self.part_size
         return self.ciphertext.size - self.part_size * (self.part_count - 1)
 
+    @property
+    def part_lengths(self) -> list[int]:
+        """The exact length of every part, in order."""
+        return [self.part_length(n) for n in range(self.part_count)]
+
     @classmethod
     def from_body(cls, body: object) -> Manifest:
         """Check every field; InvalidInput lists each fault with its field path."""

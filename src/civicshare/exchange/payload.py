@@ -227,9 +227,10 @@ def _integrity(manifest: Manifest, problems: list[Problem]) -> IntegrityError:
 class _Opening:
     """One payload being opened: the ciphertext is hashed as read, the plaintext as produced."""
 
-    def __init__(self, manifest: Manifest, source: BinaryIO) -> None:
+    def __init__(self, manifest: Manifest, source: BinaryIO, *, parts_verified: bool) -> None:
         self.manifest = manifest
-        self.cipher = StreamHash(manifest.part_size)
+        # Parts checked one by one as they arrived need not be hashed one by one again.
+        self.cipher = StreamHash(None if parts_verified else manifest.part_size)
         self.plain = StreamHash()
         self.reader = _TapReader(source, self.cipher)
 
@@ -253,9 +254,13 @@ class _Opening:
             raise _integrity(self.manifest, problems)
 
 
-def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, *, actor_name: str) -> Holding:
+def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, *, actor_name: str,
+                 parts_verified: bool = False) -> Holding:
     """Decrypt the ciphertext ``source`` for ``org_id``, check it against ``manifest`` and store it as a
     new holding (created by the organisation's operator ``actor_name``; audited as holding.import).
+
+    ``parts_verified``: every part of ``source`` was already checked against the manifest's hash for
+    it (as the network route does on arrival), so only the whole ciphertext is hashed again.
 
     NotForUs when it is sealed or addressed to someone else; IntegrityError when any size or hash
     differs from the manifest, or it does not decrypt. On failure nothing is left behind.
@@ -267,7 +272,7 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
         raise NotForUs(f"Transfer {manifest.transfer} is sealed to {manifest.age_recipient}, which is not the "
                        f"receiving key of {org_id}.")
     identity = node.keystore(org_id).age_identity(key_id)
-    opening = _Opening(manifest, source)
+    opening = _Opening(manifest, source, parts_verified=parts_verified)
     info = manifest.holding
 
     def store_document(blob: Path, key: bytes) -> tuple[int, int | None, list[str] | None]:

@@ -3,6 +3,12 @@
 Each transfer has a folder ``staging/ORG/TRANSFER`` of ``part-N`` files, each written whole or not at
 all, and a lock file beside it so only one commit of a transfer runs at a time, across the threads
 and processes sharing the home. Nothing here is ever plaintext.
+
+Parts are not forced to the disk (no fsync): they are a transient copy of what the sender keeps
+until it holds a verified receipt. A killed process loses nothing (the kernel still has the
+bytes); a part a power cut shortens counts as missing (its length is checked) and one it damages
+fails the commit's hash check, which drops the parts for the sender to send again. What must
+survive a power cut -- the new holding, then the receipt -- is synced before the receipt is signed.
 """
 
 from __future__ import annotations
@@ -13,13 +19,13 @@ import io
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from civicshare.clock import Rng, new_id
 from civicshare.config import Layout
-from civicshare.crypto.atomicfile import fsync_dir
+from civicshare.exchange.handoff import Handoff
 
 CHUNK = 1 << 20
 WAIT_INTERVAL = 0.01
@@ -42,28 +48,46 @@ class _PartsReader(io.RawIOBase):
     """The staged parts of a transfer, in order, read as one stream (never all in memory).
 
     With ``patience``, a part not staged yet is waited for (up to that many seconds each), so a
-    transfer can be opened while its parts are still arriving.
+    transfer can be opened while its parts are still arriving; with a ``handoff`` too, a part handed
+    over in memory by the request that brought it is read from there instead of the disk.
     """
 
-    def __init__(self, paths: list[Path], patience: float | None = None) -> None:
+    def __init__(self, paths: list[Path], patience: float | None = None, handoff: Handoff | None = None) -> None:
         super().__init__()
-        self._paths = iter(paths)
-        self._current: io.BufferedReader | None = None
+        self._paths = iter(enumerate(paths))
+        self._current: BinaryIO | None = None
         self._patience = patience
+        self._handoff = handoff
 
     def readable(self) -> bool:
         return True
 
+    def _next_part(self) -> BinaryIO | None:
+        item = next(self._paths, None)
+        if item is None:
+            return None
+        n, path = item
+        if self._handoff is None:
+            if self._patience is not None:
+                _wait_for(path, self._patience)
+            return path.open("rb")
+        deadline = time.monotonic() + (self._patience or 0.0)
+        while True:
+            data = self._handoff.take(n, WAIT_INTERVAL)
+            if data is not None:
+                return io.BytesIO(data)
+            if path.exists():
+                return path.open("rb")
+            if time.monotonic() > deadline:
+                raise PartsLate(f"{path.name} did not arrive within {self._patience or 0:g} seconds.")
+
     def readinto(self, buffer: Any) -> int:
         while True:
             if self._current is None:
-                path = next(self._paths, None)
-                if path is None:
+                self._current = self._next_part()
+                if self._current is None:
                     return 0
-                if self._patience is not None:
-                    _wait_for(path, self._patience)
-                self._current = path.open("rb")
-            n = self._current.readinto(buffer)
+            n = self._current.readinto(buffer)  # type: ignore[attr-defined]
             if n:
                 return n
             self._current.close()
@@ -84,40 +108,49 @@ class Staging:
     def folder(self, org_id: str, transfer: str) -> Path:
         return self.layout.staging_dir(org_id) / transfer
 
-    def parts_present(self, org_id: str, transfer: str, count: int) -> list[int]:
-        folder = self.folder(org_id, transfer)
-        return [n for n in range(count) if (folder / f"part-{n}").is_file()]
+    def has_part(self, org_id: str, transfer: str, n: int, length: int) -> bool:
+        """Whether part ``n`` is staged whole (its file is ``length`` bytes long)."""
+        try:
+            return (self.folder(org_id, transfer) / f"part-{n}").stat().st_size == length
+        except FileNotFoundError:
+            return False
+
+    def parts_present(self, org_id: str, transfer: str, lengths: Sequence[int]) -> list[int]:
+        """The parts staged whole: part ``n`` is present when its file is ``lengths[n]`` bytes long."""
+        return [n for n, length in enumerate(lengths) if self.has_part(org_id, transfer, n, length)]
 
     def stage(self, org_id: str, transfer: str, n: int, data: bytes) -> bool:
         """Write part ``n`` whole or not at all; False if it was already there."""
         folder = self.folder(org_id, transfer)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = folder / f"part-{n}"
-        if final.exists():
-            return False
+        try:
+            if final.stat().st_size == len(data):
+                return False
+            final.unlink()  # cut short by a power cut: it counts as missing, so it is written again
+        except FileNotFoundError:
+            pass
         temp = folder / f".part-{n}.{new_id('w', self.rng)}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             try:
                 # A link, not a rename: it fails if a concurrent upload of the same part won.
                 os.link(temp, final)
             except FileExistsError:
                 return False
-            fsync_dir(folder)
             return True
         finally:
             temp.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def reader(self, org_id: str, transfer: str, count: int, *, patience: float | None = None) -> Iterator[BinaryIO]:
+    def reader(self, org_id: str, transfer: str, count: int, *, patience: float | None = None,
+               handoff: Handoff | None = None) -> Iterator[BinaryIO]:
         """Parts 0 to ``count - 1`` as one buffered stream; with ``patience``, parts still to come are
-        waited for (PartsLate when one takes longer than that)."""
+        waited for (PartsLate when one takes longer than that), in memory from ``handoff`` or on disk."""
         paths = [self.folder(org_id, transfer) / f"part-{n}" for n in range(count)]
-        with io.BufferedReader(_PartsReader(paths, patience), CHUNK) as stream:
+        with io.BufferedReader(_PartsReader(paths, patience, handoff), CHUNK) as stream:
             yield stream
 
     @contextlib.contextmanager

@@ -272,7 +272,7 @@ class Exchange:
         return self.outbox.get(actor, transfer_id)
 
     def wait(self, actor: Actor, transfer_id: str, *, timeout: float,
-             on_change: Callable[[Transfer], None] | None = None, poll: float = 0.5) -> Transfer:
+             on_change: Callable[[Transfer], None] | None = None, poll: float = 0.2) -> Transfer:
         """Follow the ledger until the transfer is delivered or failed (delivery runs in ``serve``).
 
         ``on_change`` sees the transfer whenever its state, bytes, attempts or last error change.
