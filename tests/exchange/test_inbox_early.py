@@ -8,7 +8,7 @@ import time
 import pytest
 
 from civicshare.errors import Conflict, DigestMismatch
-from civicshare.exchange import inbox as inbox_module
+from civicshare.exchange import early_open
 from civicshare.exchange.inbox import Inbox
 from civicshare.exchange.transfers import Transfer
 from civicshare.node import Node
@@ -32,9 +32,9 @@ def _part(payload: bytes, n: int) -> bytes:
 
 def _wait_idle(inbox: Inbox, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while inbox._early and time.monotonic() < deadline:
+    while inbox.early.running and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not inbox._early, "the early opening did not finish"
+    assert not inbox.early.running, "the early opening did not finish"
 
 
 def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node, agreement: str) -> None:
@@ -63,7 +63,7 @@ def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node, ag
 
 def test_an_early_opening_that_waits_in_vain_leaves_nothing_and_the_commit_still_opens(
         xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inbox_module, "EARLY_OPEN_PATIENCE", 0.3)
+    monkeypatch.setattr(early_open, "PATIENCE", 0.3)
     inbox = Inbox(xnode)
     transfer, payload = _queued(xnode, agreement)
     count = transfer.manifest.part_count
@@ -134,7 +134,7 @@ def test_parts_an_early_opening_takes_in_memory_never_touch_the_staging_area(xno
 
 def test_parts_held_by_an_opening_that_gave_up_are_asked_for_again(
         xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inbox_module, "EARLY_OPEN_PATIENCE", 0.5)
+    monkeypatch.setattr(early_open, "PATIENCE", 0.5)
     inbox = Inbox(xnode)
     transfer, payload = _queued(xnode, agreement)
     count = transfer.manifest.part_count

@@ -7,9 +7,10 @@ Every step is idempotent, because the sender repeats whatever it is not sure arr
 
 * the same manifest again answers the current status; a different one for the same transfer id is
   refused (``manifest_refused``);
-* a part is checked against the manifest's hash for it, then written as ciphertext to
-  ``staging/<org>/<transfer>/part-<n>`` (temporary file, fsync, then linked into place, so a part is
-  either whole or absent); a part already there is simply acknowledged;
+* a part is checked against the manifest's hash for it, then handed in memory to the transfer's
+  early opening (:mod:`civicshare.exchange.early_open`) or written as ciphertext to
+  ``staging/<org>/<transfer>/part-<n>`` (temporary file, then linked into place, so a part is whole
+  or absent); a part already there is simply acknowledged;
 * commit runs under a per-transfer file lock (held by the process, released by the kernel if it dies),
   so two commits never both open the payload. The new holding is created by the operator
   ``transfer <id> from <sender>``: if a crash left that holding stored but the inbox row not updated,
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import structlog
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
@@ -44,12 +43,12 @@ from civicshare.errors import (
     PartRefused,
     SecurityError,
 )
+from civicshare.exchange.early_open import EarlyOpenings
 from civicshare.exchange.fields import transfer_id
-from civicshare.exchange.handoff import Handoff
 from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
 from civicshare.exchange.quality_summary import keep_received
 from civicshare.exchange.receipt import Receipt, sign_receipt
-from civicshare.exchange.staging import PartsLate, Staging
+from civicshare.exchange.staging import Staging
 from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
 from civicshare.holdings.store import Holding
 
@@ -57,10 +56,6 @@ if TYPE_CHECKING:
     from civicshare.node import Node
 
 RECEIVER = "receiver"
-# An early opening gives up when the next part has not arrived for this long; the commit then opens.
-EARLY_OPEN_PATIENCE = 30.0
-
-log = structlog.get_logger("civicshare.inbox")
 
 
 def check_transfer_id(value: str) -> str:
@@ -80,8 +75,7 @@ class Inbox:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.staging = Staging(node.layout, node.rng)
-        self._early: dict[tuple[str, str], Handoff] = {}
-        self._early_lock = threading.Lock()
+        self.early = EarlyOpenings(self)
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -98,7 +92,7 @@ class Inbox:
                 t.inbound.c.org_id == org_id, t.inbound.c.transfer_id == transfer)).first()
         return None if row is None else InboundTransfer.from_row(row)
 
-    def _mine(self, org_id: str, sender: str, transfer: str) -> InboundTransfer:
+    def mine(self, org_id: str, sender: str, transfer: str) -> InboundTransfer:
         """The inbox row of ``transfer``, if ``sender`` sent it; another sender learns nothing of it."""
         row = self._row(org_id, check_transfer_id(transfer))
         if row is None or row.sender != sender:
@@ -108,13 +102,12 @@ class Inbox:
         return row
 
     def status(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
-        return self._status(self._mine(org_id, sender, transfer))
+        return self._status(self.mine(org_id, sender, transfer))
 
     def _received(self, org_id: str, transfer: str, manifest: Manifest) -> list[int]:
         """The parts staged on disk, and those a running early opening holds in memory."""
         present = set(self.staging.parts_present(org_id, transfer, manifest.part_lengths))
-        with self._early_lock:
-            handoff = self._early.get((org_id, transfer))
+        handoff = self.early.handoff(org_id, transfer)
         if handoff is not None:
             present |= handoff.accepted
         return sorted(present)
@@ -200,7 +193,7 @@ class Inbox:
         ``body_sha256`` is the SHA-256 of ``data`` when the caller already verified it (the gate checks
         the signed Content-Digest against the body); otherwise the part is hashed here.
         """
-        row = self._mine(org_id, sender, transfer)
+        row = self.mine(org_id, sender, transfer)
         answer = {"version": VERSION, "transfer": row.transfer_id, "part": n, "stored": True}
         if row.state == DELIVERED:
             return answer
@@ -220,8 +213,7 @@ class Inbox:
         except CivicshareError as exc:
             self._refuse(org_id, sender, transfer, exc, step="part", part=n)
             raise
-        with self._early_lock:
-            handoff = self._early.get((org_id, row.transfer_id))
+        handoff = self.early.handoff(org_id, row.transfer_id)
         # A running early opening takes the part in memory; otherwise (or if it cannot) it is staged.
         taken = handoff is not None and handoff.offer(
             n, data, staged=lambda p: self.staging.has_part(org_id, row.transfer_id, p, manifest.part_length(p)))
@@ -235,71 +227,25 @@ class Inbox:
     # Commit ------------------------------------------------------------------------------------
 
     def open_early(self, org_id: str, sender: str, transfer: str) -> bool:
-        """Begin opening a transfer in the background while its parts are still arriving, in order.
-
-        Decrypting and re-sealing then overlaps receiving, so the commit finds the work done. It is
-        the commit's own work under the commit's lock: on any failure (a part that stops coming for
-        ``EARLY_OPEN_PATIENCE`` seconds, a crash) nothing is kept, and the commit opens the staged
-        parts as usual. False if an early opening of this transfer is already running.
-        """
-        key = (org_id, transfer)
-        with self._early_lock:
-            if key in self._early:
-                return False
-            handoff = self._early[key] = Handoff()
-        thread = threading.Thread(target=self._open_early, args=(org_id, sender, transfer, handoff), daemon=True,
-                                  name="civicshare-open-early")
-        try:
-            thread.start()
-        except BaseException:
-            self._end_early(key, handoff)
-            raise
-        return True
-
-    def _end_early(self, key: tuple[str, str], handoff: Handoff) -> None:
-        with self._early_lock:
-            self._early.pop(key, None)
-        handoff.close()
-
-    def _open_early(self, org_id: str, sender: str, transfer: str, handoff: Handoff) -> None:
-        try:
-            row = self._mine(org_id, sender, transfer)
-            if row.state != RECEIVING:
-                return
-            with self.staging.locked(org_id, row.transfer_id):
-                row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
-                if row.state != RECEIVING:
-                    return
-                manifest = row.manifest
-                with self.staging.reader(org_id, row.transfer_id, manifest.part_count,
-                                         patience=EARLY_OPEN_PATIENCE, handoff=handoff) as reader:
-                    row = self._open(row, manifest, reader, parts_verified=True)
-            self.staging.finished(org_id, row.transfer_id)
-        except PartsLate:
-            log.info("early opening gave up waiting for a part", transfer=transfer)
-        except CivicshareError as exc:
-            # Refusals were logged and recorded by _open; the sender learns of them on its next request.
-            log.info("early opening refused", transfer=transfer, code=exc.code)
-        except Exception as exc:  # noqa: BLE001 - the commit will open the staged parts instead
-            log.warning("early opening failed", transfer=transfer, error=type(exc).__name__, detail=str(exc)[:200])
-        finally:
-            self._end_early((org_id, transfer), handoff)
+        """Begin opening ``transfer`` in the background while its parts still arrive (see
+        :mod:`civicshare.exchange.early_open`); False if an early opening of it is already running."""
+        return self.early.start(org_id, sender, transfer)
 
     def commit(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
         """``POST /transfers/{id}/commit``: open the staged parts into a holding; the signed receipt."""
-        row = self._mine(org_id, sender, transfer)
+        row = self.mine(org_id, sender, transfer)
         if row.state == DELIVERED and row.receipt is not None:
             return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
         # Missing parts are answered at once, not after waiting for the lock (an early opening holds it
         # while it waits for those very parts); checked again under the lock.
         self._require_all_parts(org_id, row.transfer_id, row.manifest, in_memory=True)
         with self.staging.locked(org_id, row.transfer_id):
-            row = self._mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
+            row = self.mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
             if row.state != DELIVERED:
                 manifest = row.manifest
                 self._require_all_parts(org_id, row.transfer_id, manifest, in_memory=False)
                 with self.staging.reader(org_id, row.transfer_id, manifest.part_count) as reader:
-                    row = self._open(row, manifest, reader, parts_verified=True)
+                    row = self.open_into_holding(row, manifest, reader, parts_verified=True)
         self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
         return {"version": VERSION, "transfer": row.transfer_id, "receipt": row.receipt}
@@ -324,7 +270,7 @@ class Inbox:
             return None
         return self.node.holdings._get(Actor.operator(org_id, RECEIVER), found.id)
 
-    def _open(self, row: InboundTransfer, manifest: Manifest, source: BinaryIO, *,
+    def open_into_holding(self, row: InboundTransfer, manifest: Manifest, source: BinaryIO, *,
               parts_verified: bool = False) -> InboundTransfer:
         """Store the payload as a holding (or adopt the one a crashed commit stored), log, sign the receipt.
 
@@ -418,7 +364,7 @@ class Inbox:
                         raise NotForUs(row.refused_reason or f"Transfer {row.transfer_id} was refused.")
                     if row.state != DELIVERED:
                         with payload.open("rb") as source:
-                            row = self._open(row, manifest, source)
+                            row = self.open_into_holding(row, manifest, source)
                 self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
         write_receipt(receipt_out, canonical_json(row.receipt) + b"\n")
