@@ -126,6 +126,9 @@ def test_parts_an_early_opening_takes_in_memory_never_touch_the_staging_area(xno
     assert sorted(p.name for p in staged.iterdir()) == ["part-0"]
     # The status counts what the opening holds, so the sender does not send it again.
     assert inbox.status(SOUTH, NORTH, transfer.id)["parts_received"] == list(range(count - 1))
+    inbox.put_part(SOUTH, NORTH, transfer.id, 1, _part(payload, 1))  # a repeat: acknowledged, counted once
+    [row] = inbox.entries(actor(SOUTH))
+    assert row.bytes_received == (count - 1) * PART
     inbox.put_part(SOUTH, NORTH, transfer.id, count - 1, _part(payload, count - 1))
     _wait_idle(inbox)
     assert inbox.status(SOUTH, NORTH, transfer.id)["state"] == "delivered"

@@ -214,6 +214,8 @@ class Inbox:
             self._refuse(org_id, sender, transfer, exc, step="part", part=n)
             raise
         handoff = self.early.handoff(org_id, row.transfer_id)
+        if handoff is not None and n in handoff.accepted:
+            return answer  # a repeat of a part the early opening took: acknowledged, counted once
         # A running early opening takes the part in memory; otherwise (or if it cannot) it is staged.
         taken = handoff is not None and handoff.offer(
             n, data, staged=lambda p: self.staging.has_part(org_id, row.transfer_id, p, manifest.part_length(p)))
