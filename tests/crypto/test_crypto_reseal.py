@@ -78,6 +78,30 @@ def test_reseal_from_a_file_reads_it_from_its_current_offset(tmp_path: Path, sea
     assert pyrage.decrypt(resealed, [keys[1]]) == plaintext
 
 
+def test_reseal_into_a_file_the_encrypting_process_writes_itself(tmp_path: Path, sealed: bytes, plaintext: bytes,
+                                                                  keys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "out.age"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        digest = reseal(Chunks(sealed), [str(keys[0])], [str(keys[1].to_public())], fd)
+    finally:
+        os.close(fd)
+    assert digest == (len(plaintext), hashlib.sha256(plaintext).hexdigest())
+    assert pyrage.decrypt(path.read_bytes(), [keys[1]]) == plaintext
+
+
+def test_damage_is_an_integrity_error_also_when_writing_into_a_file(tmp_path: Path, sealed: bytes,
+                                                                    keys) -> None:  # type: ignore[no-untyped-def]
+    damaged = bytearray(sealed)
+    damaged[len(damaged) - 100] ^= 1
+    fd = os.open(tmp_path / "out.age", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with pytest.raises(IntegrityError):
+            reseal(Chunks(bytes(damaged)), [str(keys[0])], [str(keys[1].to_public())], fd)
+    finally:
+        os.close(fd)
+
+
 def test_an_empty_plaintext(keys) -> None:  # type: ignore[no-untyped-def]
     resealed, digest = _reseal(Chunks(pyrage.encrypt(b"", [keys[0].to_public()])), keys)
     assert digest == (0, hashlib.sha256(b"").hexdigest())

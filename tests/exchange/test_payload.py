@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from civicshare.access import Role
@@ -71,6 +73,22 @@ def test_stream_hash_splits_parts_exactly() -> None:
         tally.update(piece)
     assert tally.digest() == Digest(10, hashlib.sha256(b"abcdefghij").hexdigest())
     assert tally.part_hashes == tuple(hashlib.sha256(p).hexdigest() for p in (b"abcd", b"efgh", b"ij"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=st.lists(st.binary(max_size=40), max_size=12), part_size=st.integers(1, 17))
+def test_stream_hash_in_parallel_agrees_with_hashing_in_turn(pieces: list[bytes], part_size: int) -> None:
+    together, in_turn = StreamHash(part_size, parallel=True), StreamHash(part_size)
+    buffer = bytearray(64)
+    for piece in pieces:
+        # The caller reuses its buffer once update returns, as the sealing loop does.
+        buffer[:len(piece)] = piece
+        together.update(memoryview(buffer)[:len(piece)])  # type: ignore[arg-type]
+        buffer[:len(piece)] = bytes(len(piece))
+        in_turn.update(piece)
+    whole = b"".join(pieces)
+    assert together.digest() == in_turn.digest() == Digest(len(whole), hashlib.sha256(whole).hexdigest())
+    assert together.part_hashes == in_turn.part_hashes
 
 
 def test_dataset_round_trip_is_row_identical(node: Node, tmp_path: Path) -> None:

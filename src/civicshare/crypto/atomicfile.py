@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,27 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def synced_as_written(fd: int, every: float = 0.25) -> Iterator[None]:
+    """While the block writes a large file to ``fd``, push what it wrote so far to the disk every
+    ``every`` seconds (in a thread), so the fsync that makes the file durable at the end has only
+    the last moment's writes left to wait for instead of the whole file."""
+    stop = threading.Event()
+
+    def push() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):  # the final fsync reports any real failure
+                os.fdatasync(fd)
+
+    thread = threading.Thread(target=push, name="civicshare-writeback", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def open_private(path: Path, *, exclusive: bool = False) -> int:

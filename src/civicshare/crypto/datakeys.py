@@ -27,7 +27,7 @@ from typing import BinaryIO, Protocol
 import pyrage
 
 from civicshare.crypto.agetool import age_command, run_age
-from civicshare.crypto.atomicfile import fsync_dir, open_private
+from civicshare.crypto.atomicfile import fsync_dir, open_private, synced_as_written
 from civicshare.crypto.randomness import Rng, random_bytes
 from civicshare.errors import Conflict, IntegrityError, NotForUs, NotFound, UsageError
 
@@ -92,9 +92,11 @@ class _Sink:
     """Takes age's output, recording the destination's own failures (so a full disk is not reported
     as a tampered document)."""
 
-    def __init__(self, write: Callable[[bytes], object]) -> None:
+    def __init__(self, write: Callable[[bytes], object], fd: int | None = None) -> None:
         self._write = write
         self.failure: BaseException | None = None
+        # The file written, when there is one: a helper process may write to it directly.
+        self.fd = fd
 
     def write(self, data: bytes) -> int:
         try:
@@ -123,7 +125,8 @@ def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], N
     fd = open_private(partial)
     try:
         try:
-            produce(_Sink(functools.partial(_write_all, fd)))
+            with synced_as_written(fd):
+                produce(_Sink(functools.partial(_write_all, fd), fd))
             os.fsync(fd)
         finally:
             os.close(fd)

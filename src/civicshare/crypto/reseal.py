@@ -71,15 +71,17 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else ""
 
 
-def _helper(*args: str, stdin: int, pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+def _helper(*args: str, stdin: int, pass_fds: tuple[int, ...], stdout: int = subprocess.PIPE,
+            ) -> subprocess.Popen[bytes]:
     # Our own interpreter and module, with descriptor numbers and public recipients as arguments.
     return subprocess.Popen([sys.executable, "-I", str(_AGEPIPE), *args],  # noqa: S603
-                            stdin=stdin, stdout=subprocess.PIPE, stderr=None, close_fds=True, pass_fds=pass_fds)
+                            stdin=stdin, stdout=stdout, stderr=None, close_fds=True, pass_fds=pass_fds)
 
 
-def _tool(*args: str, stdin: int, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+def _tool(*args: str, stdin: int, pass_fds: tuple[int, ...] = (), stdout: int = subprocess.PIPE,
+          ) -> subprocess.Popen[bytes]:
     # The age command: identities come through an inherited pipe (/dev/fd/N), never a file or argv.
-    return subprocess.Popen(list(args), stdin=stdin, stdout=subprocess.PIPE,  # noqa: S603
+    return subprocess.Popen(list(args), stdin=stdin, stdout=stdout,  # noqa: S603
                             stderr=subprocess.PIPE, close_fds=True, pass_fds=pass_fds)
 
 
@@ -88,7 +90,8 @@ def _read_status(fd: int) -> str:
         return fh.read(4096).decode("ascii", "replace")
 
 
-def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer) -> tuple[int, str]:
+def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer | int,
+           ) -> tuple[int, str]:
     """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass;
     returns the plaintext's size and hex SHA-256.
 
@@ -99,8 +102,9 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
     helpers do it with pyrage. The identities reach the decrypting helper through a pipe of their own.
     ``src`` is fed by a thread unless it is a plain file, which the helper then reads directly (from
     its current offset). The new ciphertext is handed to ``out`` as views of a buffer that is reused:
-    ``out`` must copy what it keeps (writing or hashing it is fine). Raises like
-    :func:`age_decrypt`; on any failure, output already handed to ``out`` must be discarded.
+    ``out`` must copy what it keeps (writing or hashing it is fine). ``out`` may instead be the
+    descriptor of a file, which the encrypting process then writes itself (no copy through this
+    process). Raises like :func:`age_decrypt`; on any failure, output already written must be discarded.
     """
     keys, targets = _identities(identities), _recipients(recipients)
     tool = age_command()
@@ -118,11 +122,15 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
             os.close(fd)
 
     def chain(proc: subprocess.Popen[bytes]) -> int:
-        """The descriptor of ``proc``'s stdout, to be the next process's stdin."""
+        """The descriptor of ``proc``'s stdout, to be the next process's stdin (-1: it writes the file)."""
         procs.append(proc)
-        assert proc.stdout is not None
+        if proc.stdout is None:
+            return -1
         widen(proc.stdout.fileno())
         return proc.stdout.fileno()
+
+    # The encrypting process writes the file itself when it is given one.
+    last_out = out if isinstance(out, int) else subprocess.PIPE
 
     procs: list[subprocess.Popen[bytes]] = []
     feeder: Feeder | None = None
@@ -143,13 +151,13 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
             plain = chain(_tool(tool, "--decrypt", "-i", f"/dev/fd/{key_r}", stdin=stdin, pass_fds=(key_r,)))
             measured = chain(_helper("relay", str(status_w), stdin=plain, pass_fds=(status_w,)))
             sealed_fd = chain(_tool(tool, "--encrypt", *(a for t in targets for a in ("-r", str(t))),
-                                    stdin=measured))
+                                    stdin=measured, stdout=last_out))
         else:
             plain = chain(_helper("decrypt", str(key_r), str(status_w), stdin=stdin, pass_fds=(key_r, status_w)))
             enc_status_r, enc_status_w = pipe()
             status_fds.append(enc_status_r)
             sealed_fd = chain(_helper("encrypt", str(enc_status_w), *(str(t) for t in targets), stdin=plain,
-                                      pass_fds=(enc_status_w,)))
+                                      pass_fds=(enc_status_w,), stdout=last_out))
             close(enc_status_w)
         for fd in (key_r, status_w):
             close(fd)
@@ -161,18 +169,21 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
         for proc in procs[:-1]:
             assert proc.stdout is not None
             proc.stdout.close()  # the plaintext pipes now join the helpers only
-        sink = _Sink(out)
-        sealed = procs[-1].stdout
-        assert sealed is not None and sealed.fileno() == sealed_fd
-        # One buffer, reused: fresh reads of whatever size the pipe holds would fragment the heap.
-        view = memoryview(bytearray(PIPE_SIZE))
-        try:
-            while count := sealed.readinto1(view):  # type: ignore[attr-defined]
-                sink.write(view[:count])  # type: ignore[arg-type]  # a view, see the docstring
-        except BaseException:
-            if sink.failure is not None:
-                raise sink.failure from None
-            raise
+        if isinstance(out, int):
+            procs[-1].wait()
+        else:
+            sink = _Sink(out)
+            sealed = procs[-1].stdout
+            assert sealed is not None and sealed.fileno() == sealed_fd
+            # One buffer, reused: fresh reads of whatever size the pipe holds would fragment the heap.
+            view = memoryview(bytearray(PIPE_SIZE))
+            try:
+                while count := sealed.readinto1(view):  # type: ignore[attr-defined]
+                    sink.write(view[:count])  # type: ignore[arg-type]  # a view, see the docstring
+            except BaseException:
+                if sink.failure is not None:
+                    raise sink.failure from None
+                raise
         finished = True
     finally:
         for proc in procs:
