@@ -8,7 +8,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from civicshare.exchange.handoff import Handoff
+from civicshare.exchange.handoff import Budget, Handoff
 
 
 def test_parts_within_the_window_are_taken_and_read_in_order() -> None:
@@ -110,3 +110,16 @@ def test_whatever_the_arrival_order_the_opening_reads_every_part_once_in_order(o
     for request in requests:
         request.join(5)
     assert read == [f"part {n}".encode() for n in range(12)]
+
+
+def test_all_transfers_together_hold_no_more_than_the_budget() -> None:
+    budget = Budget(limit=10)
+    first, second = Handoff(budget=budget), Handoff(budget=budget)
+    assert first.offer(0, b"123456", wait=0)
+    assert not second.offer(0, b"12345", wait=0)  # would pass the budget: staged on disk instead
+    assert second.offer(0, b"1234", wait=0)
+    assert budget.held == 10
+    assert first.take(0, 0) == b"123456"
+    assert budget.held == 4
+    second.close()  # what an opening held when it ended is given back
+    assert budget.held == 0

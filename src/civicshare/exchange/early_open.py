@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from civicshare.errors import CivicshareError
-from civicshare.exchange.handoff import Handoff
+from civicshare.exchange.handoff import Budget, Handoff
 from civicshare.exchange.staging import PartsLate
 from civicshare.exchange.transfers import RECEIVING
 
@@ -36,6 +36,7 @@ class EarlyOpenings:
         self._inbox = inbox
         self._running: dict[tuple[str, str], Handoff] = {}
         self._lock = threading.Lock()
+        self.budget = Budget()  # what all of them may hold in memory at once
 
     @property
     def running(self) -> int:
@@ -54,7 +55,7 @@ class EarlyOpenings:
         with self._lock:
             if key in self._running:
                 return False
-            handoff = self._running[key] = Handoff()
+            handoff = self._running[key] = Handoff(budget=self.budget)
         thread = threading.Thread(target=self._run, args=(org_id, sender, transfer, handoff), daemon=True,
                                   name="civicshare-open-early")
         try:

@@ -3,8 +3,9 @@
 An early opening (``Inbox.open_early``) decrypts a transfer while its parts still arrive. A part it
 will read soon need not be written to the staging area and read back: the request that brought it,
 once the part passed its checks, hands the bytes over here instead. At most ``ahead`` parts wait in
-memory; a request whose part is further ahead waits a little for room (so a sender cannot outrun the
-opening by much), and a part that cannot be taken is staged on disk as before.
+memory, and all transfers together at most ``BUDGET_BYTES``; a request whose part is further ahead
+waits a little for room (so a sender cannot outrun the opening by much), and a part that cannot be
+taken is staged on disk as before.
 
 A part handed over lives only as long as the opening: if the opening ends without storing the
 holding (the next part did not come in time, the node stopped), those parts are gone, the transfer
@@ -18,16 +19,39 @@ import threading
 import time
 from collections.abc import Callable
 
-AHEAD = 4  # parts held in memory at most (with 8 MiB parts, 32 MiB)
+AHEAD = 4  # parts of one transfer held in memory at most (with 8 MiB parts, 32 MiB)
 OFFER_WAIT = 5.0  # seconds a request waits for room before its part is staged on disk instead
+BUDGET_BYTES = 64 * 1024 * 1024  # held in memory for all transfers together; beyond it, parts are staged
+
+
+class Budget:
+    """Bytes that all the handoffs of a node may hold at once, so many transfers at a time cannot
+    fill its memory: a part that does not fit is staged on disk instead."""
+
+    def __init__(self, limit: int = BUDGET_BYTES) -> None:
+        self._lock = threading.Lock()
+        self._limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.held + size > self._limit:
+                return False
+            self.held += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
 
 
 class Handoff:
     """The parts of one transfer on their way, in memory, to the opening reading them in order."""
 
-    def __init__(self, ahead: int = AHEAD) -> None:
+    def __init__(self, ahead: int = AHEAD, budget: Budget | None = None) -> None:
         self._cond = threading.Condition()
         self._ahead = ahead
+        self._budget = budget or Budget()
         self._held: dict[int, bytes] = {}
         self._accepted: set[int] = set()
         self._waiting: set[int] = set()  # parts whose requests wait for room
@@ -59,6 +83,8 @@ class Handoff:
                     if n < self._next:
                         return False  # the opening read this part from the staging area already
                     if n < self._next + self._ahead:
+                        if not self._budget.take(len(data)):
+                            return False  # the node holds enough in memory already
                         self._held[n] = data
                         self._accepted.add(n)
                         self._cond.notify_all()
@@ -89,6 +115,7 @@ class Handoff:
                 self._cond.wait(remaining)
             data = self._held.pop(n, None)
             if data is not None:
+                self._budget.give_back(len(data))
                 self._next = n + 1
                 self._cond.notify_all()
             return data
@@ -97,6 +124,7 @@ class Handoff:
         """The opening ended: drop what it holds, refuse further offers and wake everyone waiting."""
         with self._cond:
             self._closed = True
+            self._budget.give_back(sum(len(data) for data in self._held.values()))
             self._held.clear()
             self._accepted.clear()
             self._cond.notify_all()
