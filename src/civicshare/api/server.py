@@ -19,6 +19,7 @@ import uvicorn
 from civicshare.access import Actor
 from civicshare.api.app import DEFAULT_MAX_DATASET_BYTES, DEFAULT_MAX_DOCUMENT_BYTES, create_app
 from civicshare.exchange import witnessing
+from civicshare.lazyimport import lazy_module, load_now
 from civicshare.node import Node
 
 log = structlog.get_logger("civicshare.api")
@@ -38,6 +39,8 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
     past their retention or agreement deleted every ``retention_every``.
     """
     return_large_buffers()
+    # Request threads may first touch duckdb at the same moment; finish its deferred import here.
+    load_now(lazy_module("duckdb"))
     app = create_app(node, max_dataset_bytes=max_dataset_bytes, max_document_bytes=max_document_bytes)
     stop = threading.Event()
     threads = [

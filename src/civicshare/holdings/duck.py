@@ -22,10 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from civicshare.errors import CivicshareError, ConfigError, UsageError
+from civicshare.lazyimport import lazy_module
+
+if TYPE_CHECKING:
+    import duckdb
+else:
+    duckdb = lazy_module("duckdb")
 
 DUCKDB_VERSION = "1.5.5"
 DEFAULT_MEMORY_LIMIT = "512MB"

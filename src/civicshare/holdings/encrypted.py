@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from civicshare.errors import CivicshareError, IntegrityError, NotFound
 from civicshare.holdings import duck
+from civicshare.lazyimport import lazy_module
+
+if TYPE_CHECKING:
+    import duckdb
+else:
+    duckdb = lazy_module("duckdb")
 
 _INTEGRITY_MESSAGE = (
     "the stored table {name} could not be decrypted: the key is wrong, or the file is damaged or has been altered"

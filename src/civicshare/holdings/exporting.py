@@ -20,17 +20,20 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import duckdb
-
 from civicshare.crypto.atomicfile import atomic_write
 from civicshare.errors import CivicshareError, Conflict, NotFound, UsageError
 from civicshare.holdings import duck, encrypted
 from civicshare.holdings.problems import Problems
+from civicshare.lazyimport import lazy_module
 from civicshare.memfile import memory_file, writes_in_place
 
 if TYPE_CHECKING:
+    import duckdb
+
     from civicshare.schemas.catalog import SchemaCatalog
     from civicshare.schemas.model import Schema
+else:
+    duckdb = lazy_module("duckdb")
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from civicshare.errors import CivicshareError, NotFound, UsageError
 from civicshare.holdings import duck, encrypted
@@ -25,7 +24,13 @@ from civicshare.holdings.exporting import EXPORT_FORMATS, export_table
 from civicshare.holdings.fifo import FifoFeed
 from civicshare.holdings.problems import MAX_PROBLEMS, Problems, refuse
 from civicshare.holdings.sources import EMPTY_FILE, Prepared, prepare
+from civicshare.lazyimport import lazy_module
 from civicshare.memfile import writes_in_place
+
+if TYPE_CHECKING:
+    import duckdb
+else:
+    duckdb = lazy_module("duckdb")
 
 __all__ = [
     "EXPORT_FORMATS",

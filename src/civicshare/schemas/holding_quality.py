@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-import duckdb
 from sqlalchemy import select, update
 
 from civicshare.access import Actor
 from civicshare.db import tables as t
 from civicshare.errors import NotFound, UsageError
 from civicshare.holdings import duck, encrypted
+from civicshare.lazyimport import lazy_module
 from civicshare.schemas.quality import QualityReport, is_report, profile
 
 if TYPE_CHECKING:
+    import duckdb
+
     from civicshare.node import Node
     from civicshare.schemas.model import Schema
+else:
+    duckdb = lazy_module("duckdb")
 
 
 def holding_quality(node: Node, actor: Actor, holding_id: str) -> QualityReport:

@@ -21,19 +21,22 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
 from civicshare.errors import InvalidInput, UsageError
 from civicshare.holdings import duck, encrypted
 from civicshare.holdings.problems import Problems
 from civicshare.holdings.tabular import Shape
+from civicshare.lazyimport import lazy_module
 from civicshare.schemas.mapping import Mapping, compile_select, parse_mapping, schema_name
 from civicshare.schemas.quality import QualityReport, invalid_rows_sql, profile
 from civicshare.schemas.transforms import Context
 from civicshare.schemas.validators_sql import sql_normalise
 
 if TYPE_CHECKING:
+    import duckdb
+
     from civicshare.schemas.model import Schema
+else:
+    duckdb = lazy_module("duckdb")
 
 FLAG, QUARANTINE, REJECT = "flag", "quarantine", "reject"
 POLICIES = (FLAG, QUARANTINE, REJECT)
