@@ -26,6 +26,14 @@ def _queued(node: Node, agreement: str) -> tuple[Transfer, bytes]:
     return transfer, (node.layout.home / (transfer.payload or "")).read_bytes()
 
 
+def _begun(node: Node, agreement: str) -> tuple[Inbox, Transfer, bytes]:
+    """A transfer queued at the sender whose manifest the recipient's inbox has accepted."""
+    inbox = Inbox(node)
+    transfer, payload = _queued(node, agreement)
+    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    return inbox, transfer, payload
+
+
 def _part(payload: bytes, n: int) -> bytes:
     return payload[n * PART:(n + 1) * PART]
 
@@ -38,12 +46,10 @@ def _wait_idle(inbox: Inbox, timeout: float = 60) -> None:
 
 
 def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node, agreement: str) -> None:
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
+    inbox, transfer, payload = _begun(xnode, agreement)
     count = transfer.manifest.part_count
     assert count >= 3
     before = {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))}
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
     assert inbox.open_early(SOUTH, NORTH, transfer.id)
     assert not inbox.open_early(SOUTH, NORTH, transfer.id)  # one at a time per transfer
@@ -64,10 +70,8 @@ def test_an_early_opening_stores_the_holding_as_the_parts_arrive(xnode: Node, ag
 def test_an_early_opening_that_waits_in_vain_leaves_nothing_and_the_commit_still_opens(
         xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(early_open, "PATIENCE", 0.3)
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
+    inbox, transfer, payload = _begun(xnode, agreement)
     count = transfer.manifest.part_count
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
     before = {h.id for h in xnode.holdings.list_holdings(actor(SOUTH))}
     assert inbox.open_early(SOUTH, NORTH, transfer.id)
@@ -84,9 +88,7 @@ def test_an_early_opening_that_waits_in_vain_leaves_nothing_and_the_commit_still
 
 def test_a_commit_with_parts_missing_is_answered_at_once_while_an_early_opening_waits(
         xnode: Node, agreement: str) -> None:
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox, transfer, payload = _begun(xnode, agreement)
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
     inbox.open_early(SOUTH, NORTH, transfer.id)
     time.sleep(0.1)  # the early opening holds the lock, waiting for part 1
@@ -102,9 +104,7 @@ def test_a_commit_with_parts_missing_is_answered_at_once_while_an_early_opening_
 
 
 def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node, agreement: str) -> None:
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox, transfer, payload = _begun(xnode, agreement)
     part = _part(payload, 0)
     # The digest decides: a digest of other bytes is refused even though the bytes are right...
     with pytest.raises(DigestMismatch):
@@ -114,10 +114,8 @@ def test_a_verified_digest_stands_in_for_hashing_the_part_again(xnode: Node, agr
 
 
 def test_parts_an_early_opening_takes_in_memory_never_touch_the_staging_area(xnode: Node, agreement: str) -> None:
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
+    inbox, transfer, payload = _begun(xnode, agreement)
     count = transfer.manifest.part_count
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))  # before the opening: staged
     assert inbox.open_early(SOUTH, NORTH, transfer.id)
     for n in range(1, count - 1):
@@ -138,10 +136,8 @@ def test_parts_an_early_opening_takes_in_memory_never_touch_the_staging_area(xno
 def test_parts_held_by_an_opening_that_gave_up_are_asked_for_again(
         xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(early_open, "PATIENCE", 0.5)
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
+    inbox, transfer, payload = _begun(xnode, agreement)
     count = transfer.manifest.part_count
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
     assert inbox.open_early(SOUTH, NORTH, transfer.id)
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
     inbox.put_part(SOUTH, NORTH, transfer.id, 1, _part(payload, 1))
@@ -157,9 +153,7 @@ def test_parts_held_by_an_opening_that_gave_up_are_asked_for_again(
 
 
 def test_a_part_cut_short_on_disk_counts_as_missing_and_is_written_again(xnode: Node, agreement: str) -> None:
-    inbox = Inbox(xnode)
-    transfer, payload = _queued(xnode, agreement)
-    inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    inbox, transfer, payload = _begun(xnode, agreement)
     inbox.put_part(SOUTH, NORTH, transfer.id, 0, _part(payload, 0))
     inbox.put_part(SOUTH, NORTH, transfer.id, 1, _part(payload, 1))
     # As a power cut can leave a part that was never forced to the disk: linked, but short.
@@ -171,3 +165,18 @@ def test_a_part_cut_short_on_disk_counts_as_missing_and_is_written_again(xnode: 
     for n in range(2, transfer.manifest.part_count):
         inbox.put_part(SOUTH, NORTH, transfer.id, n, _part(payload, n))
     assert inbox.commit(SOUTH, NORTH, transfer.id)["transfer"] == transfer.id
+
+
+def test_a_part_arriving_over_the_network_starts_the_opening_and_is_taken_in_memory(
+        xnode: Node, agreement: str) -> None:
+    inbox, transfer, payload = _begun(xnode, agreement)
+    count = transfer.manifest.part_count
+    for n in range(count - 1):
+        assert inbox.part_arrived(SOUTH, NORTH, transfer.id, n, _part(payload, n))["stored"]
+        assert inbox.early.running == 1
+    staged = inbox.staging.folder(SOUTH, transfer.id)
+    assert not (staged.exists() and list(staged.iterdir()))  # every part so far is in the opening's hands
+    assert inbox.status(SOUTH, NORTH, transfer.id)["parts_received"] == list(range(count - 1))
+    inbox.part_arrived(SOUTH, NORTH, transfer.id, count - 1, _part(payload, count - 1))
+    _wait_idle(inbox)
+    assert inbox.status(SOUTH, NORTH, transfer.id)["state"] == "delivered"

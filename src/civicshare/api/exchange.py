@@ -42,12 +42,7 @@ async def transfer_status(org_id: str, transfer_id: str, request: Request, node:
 async def put_part(org_id: str, transfer_id: str, n: int, request: Request, node: NodeDep) -> dict[str, Any]:
     """One part of the ciphertext, checked against the manifest's hash for it and staged."""
     body, signed = await read_signed(node, request, org_id, MAX_PART_SIZE, "A part")
-    inbox = node.exchange.inbox
-    # Decrypt and re-seal while the rest arrives (one opening per transfer at a time; after a resume
-    # or a pause, the next part starts it again); the commit then finds the work done. Started first,
-    # so it can take this very part in memory instead of from the disk.
-    inbox.open_early(org_id, signed.sender, transfer_id)
-    return await run_in_threadpool(inbox.put_part, org_id, signed.sender, transfer_id, n, body,
+    return await run_in_threadpool(node.exchange.inbox.part_arrived, org_id, signed.sender, transfer_id, n, body,
                                    body_sha256=signed.body_sha256)
 
 

@@ -226,6 +226,17 @@ class Inbox:
                 ).values(bytes_received=t.inbound.c.bytes_received + len(data)))
         return answer
 
+    def part_arrived(self, org_id: str, sender: str, transfer: str, n: int, data: bytes, *,
+                     body_sha256: bytes | None = None) -> dict[str, Any]:
+        """A part arriving over the network: start (or join) the transfer's early opening first, so it
+        can take this very part in memory, then check and keep the part as :meth:`put_part` does.
+
+        The opening decrypts and re-seals while the rest arrives (one per transfer at a time; after a
+        resume or a pause, the next part starts it again), so the commit finds the work done.
+        """
+        self.open_early(org_id, sender, transfer)
+        return self.put_part(org_id, sender, transfer, n, data, body_sha256=body_sha256)
+
     # Commit ------------------------------------------------------------------------------------
 
     def open_early(self, org_id: str, sender: str, transfer: str) -> bool:
@@ -273,7 +284,7 @@ class Inbox:
         return self.node.holdings._get(Actor.operator(org_id, RECEIVER), found.id)
 
     def open_into_holding(self, row: InboundTransfer, manifest: Manifest, source: BinaryIO, *,
-              parts_verified: bool = False) -> InboundTransfer:
+                          parts_verified: bool = False) -> InboundTransfer:
         """Store the payload as a holding (or adopt the one a crashed commit stored), log, sign the receipt.
 
         ``parts_verified``: ``source`` is the staged parts, each checked against its hash on arrival."""

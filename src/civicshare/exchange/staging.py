@@ -35,15 +35,6 @@ class PartsLate(Exception):
     """A part a reader was waiting for did not arrive within its patience (nothing is wrong with it)."""
 
 
-def _wait_for(path: Path, patience: float) -> None:
-    # A part appears whole (linked into place after fsync), so existing is enough.
-    deadline = time.monotonic() + patience
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise PartsLate(f"{path.name} did not arrive within {patience:g} seconds.")
-        time.sleep(WAIT_INTERVAL)
-
-
 class _PartsReader(io.RawIOBase):
     """The staged parts of a transfer, in order, read as one stream (never all in memory).
 
@@ -67,19 +58,20 @@ class _PartsReader(io.RawIOBase):
         if item is None:
             return None
         n, path = item
-        if self._handoff is None:
-            if self._patience is not None:
-                _wait_for(path, self._patience)
+        if self._patience is None:
             return path.open("rb")
-        deadline = time.monotonic() + (self._patience or 0.0)
+        deadline = time.monotonic() + self._patience
         while True:
-            data = self._handoff.take(n, WAIT_INTERVAL)
+            # Waiting on the handoff also paces the loop; without one, a short sleep does.
+            data = self._handoff.take(n, WAIT_INTERVAL) if self._handoff is not None else None
             if data is not None:
                 return io.BytesIO(data)
-            if path.exists():
+            if path.exists():  # a staged part appears whole (linked into place once written)
                 return path.open("rb")
             if time.monotonic() > deadline:
-                raise PartsLate(f"{path.name} did not arrive within {self._patience or 0:g} seconds.")
+                raise PartsLate(f"{path.name} did not arrive within {self._patience:g} seconds.")
+            if self._handoff is None:
+                time.sleep(WAIT_INTERVAL)
 
     def readinto(self, buffer: Any) -> int:
         while True:
