@@ -1,20 +1,32 @@
 """Benchmark a share between two nodes on loopback against age + curl, measured in the same run.
 
-    python benchmarks/bench_share.py [--mb N] [--runs K] [--work-dir DIR]
+    python benchmarks/bench_share.py [--mb N] [--runs K] [--order turns|blocks] [--work-dir DIR]
 
-Generates N MiB of random bytes once (default 1024, or ``CIVICSHARE_BENCH_SHARE_MB``), then, K times
-each:
+Generates N MiB of random bytes once (default 1024, or ``CIVICSHARE_BENCH_SHARE_MB``), sets both paths
+up, runs each once untimed (the warm-up), then times K runs of each path, in turn (the default) or in
+blocks:
 
 * ``baseline``: ``age -e -r RECIPIENT`` encrypts the file, ``curl -T`` uploads it to a plain HTTP sink
   on the node's own server stack (benchmarks/sink.py: FastAPI + uvicorn, the body streamed to a file),
-  and ``age -d -i IDENTITY`` decrypts it; the decrypted copy is checked by sha256 (untimed);
+  and ``age -d -i IDENTITY`` decrypts it; the decrypted copy is checked by sha256 and the three files
+  it wrote are deleted (untimed);
 * ``share``: two real nodes (``civicshare serve``, each its own process, SQLite homes); the file is
   imported at the sender and the two sign a data sharing agreement for it once (untimed), then
   ``civicshare share HOLDING --to ORG --agreement AID --wait`` runs end to end until the transfer is
-  delivered (receipt verified); the recipient's copy is exported and checked by sha256 (untimed).
+  delivered (receipt verified); the recipient's copy is exported, checked by sha256, and the received
+  holding shredded (untimed), as the baseline deletes what it wrote.
 
-Prints one table: median seconds, throughput in MB/s, the ratio node/baseline (target >= 0.75), and the
-peak RSS (VmHWM) of each process (target < 300 MiB for each node), as PASS/FAIL. Exits 1 if a
+Why warm-up, turns and clean-up: on this kind of virtual machine the first write to memory the guest
+has never used costs several times a reused page (measured: 1 GiB written to fresh pages 1.5-2.7 s of
+system time, to reused ones 0.3 s), and the host's other work comes and goes. Taking turns exposes both
+paths to the same conditions; cleaning up after every run gives both the same pages to reuse. Measured
+here, the baseline is markedly faster when it follows itself than when it follows anything else (its
+``age -d`` writing the decrypted copy: 1.3-2.3 s against about 3 s); ``--order blocks`` runs each path
+back to back, which shows the baseline at its fastest.
+
+Prints one row per round and the medians: seconds, throughput in MB/s, the ratio baseline/node
+(target >= 0.75), the CPU seconds each path used in all its processes (a measure of work that noise
+barely moves), and the peak RSS (VmHWM) of each node (target < 300 MiB), as PASS/FAIL. Exits 1 if a
 target fails. Everything it creates is removed at the end.
 """
 
@@ -22,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -30,7 +43,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -48,21 +60,25 @@ CURL = shutil.which("curl") or "/usr/bin/curl"
 SENDER, RECIPIENT = "bench-north", "bench-south"
 # What ``import --document`` records for the generated .bin file; the agreement allows exactly that.
 MEDIA_TYPE = "application/octet-stream"
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
-class Runs:
-    seconds: list[float] = field(default_factory=list)
-    parts: dict[str, list[float]] = field(default_factory=dict)
-
-    def add_part(self, name: str, seconds: float) -> None:
-        self.parts.setdefault(name, []).append(seconds)
+class Run:
+    seconds: float
+    cpu: float
+    parts: dict[str, float] = field(default_factory=dict)
 
 
-def _run(args: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
-    return time.perf_counter() - started
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of a process and of the children it has waited for (age, the relay, ...)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / TICK
 
 
 def _peak_mib(pid: int) -> float:
@@ -72,42 +88,10 @@ def _peak_mib(pid: int) -> float:
     return float("nan")
 
 
-# --- the baseline: age + curl + a plain sink ----------------------------------------------------------
-
-
-def baseline(source: Path, work: Path, runs: int, expected: str) -> tuple[Runs, float]:
-    """K runs of encrypt, upload, decrypt; and the sink's peak RSS."""
-    identity = work / "baseline.key"
-    subprocess.run([AGE_KEYGEN, "-o", str(identity)], check=True, capture_output=True)
-    recipient = subprocess.run([AGE_KEYGEN, "-y", str(identity)], check=True, capture_output=True,
-                               text=True).stdout.strip()
-    sink_dir = work / "sink"
-    port = free_port()
-    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sink.py")), "--port", str(port),
-                             "--dir", str(sink_dir)], stdin=subprocess.DEVNULL, start_new_session=True)
-    result = Runs()
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", sink)
-        for i in range(runs):
-            encrypted, decrypted = work / "baseline.age", work / "baseline.out"
-            received = sink_dir / f"run{i}.age"
-            encrypt = _run([AGE, "-e", "-r", recipient, "-o", str(encrypted), str(source)])
-            # "Expect:" turns off curl's 100-continue pause, which would only measure a timer.
-            upload = _run([CURL, "-sS", "--fail", "-o", "/dev/null", "-H", "Expect:", "-T", str(encrypted),
-                           f"http://127.0.0.1:{port}/upload/{received.name}"])
-            decrypt = _run([AGE, "-d", "-i", str(identity), "-o", str(decrypted), str(received)])
-            if sha256_file(decrypted) != expected:
-                raise SystemExit("baseline: the decrypted copy differs from the source")
-            for path in (encrypted, decrypted, received):
-                path.unlink()
-            result.seconds.append(encrypt + upload + decrypt)
-            for name, seconds in (("age -e", encrypt), ("curl upload", upload), ("age -d", decrypt)):
-                result.add_part(name, seconds)
-        peak = _peak_mib(sink.pid)
-    finally:
-        os.killpg(sink.pid, signal.SIGTERM)
-        sink.wait(15)
-    return result, peak
+def _run(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
 def _wait_healthy(base_url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -121,14 +105,50 @@ def _wait_healthy(base_url: str, proc: subprocess.Popen[bytes], timeout: float =
     raise SystemExit(f"the server at {base_url} did not start")
 
 
+# --- the baseline: age + curl + a plain sink ----------------------------------------------------------
+
+
+class Baseline:
+    """What a council's IT team would script: encrypt with age, upload with curl, decrypt with age."""
+
+    def __init__(self, source: Path, work: Path, expected: str) -> None:
+        self.source, self.work, self.expected = source, work, expected
+        self.identity = work / "baseline.key"
+        subprocess.run([AGE_KEYGEN, "-o", str(self.identity)], check=True, capture_output=True)
+        self.recipient = subprocess.run([AGE_KEYGEN, "-y", str(self.identity)], check=True, capture_output=True,
+                                        text=True).stdout.strip()
+        self.sink_dir = work / "sink"
+        self.port = free_port()
+        self.sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sink.py")), "--port",
+                                      str(self.port), "--dir", str(self.sink_dir)], stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        _wait_healthy(f"http://127.0.0.1:{self.port}", self.sink)
+
+    def run(self) -> Run:
+        encrypted, decrypted = self.work / "baseline.age", self.work / "baseline.out"
+        received = self.sink_dir / "upload.age"
+        cpu = _children_cpu() + _process_cpu(self.sink.pid)
+        encrypt = _run([AGE, "-e", "-r", self.recipient, "-o", str(encrypted), str(self.source)])
+        # "Expect:" turns off curl's 100-continue pause, which would only measure a timer.
+        upload = _run([CURL, "-sS", "--fail", "-o", "/dev/null", "-H", "Expect:", "-T", str(encrypted),
+                       f"http://127.0.0.1:{self.port}/upload/{received.name}"])
+        decrypt = _run([AGE, "-d", "-i", str(self.identity), "-o", str(decrypted), str(received)])
+        cpu = _children_cpu() + _process_cpu(self.sink.pid) - cpu
+        if sha256_file(decrypted) != self.expected:
+            raise SystemExit("baseline: the decrypted copy differs from the source")
+        for path in (encrypted, decrypted, received):
+            path.unlink()
+        return Run(encrypt + upload + decrypt, cpu, {"age -e": encrypt, "curl upload": upload, "age -d": decrypt})
+
+    def peak(self) -> float:
+        return _peak_mib(self.sink.pid)
+
+    def close(self) -> None:
+        os.killpg(self.sink.pid, signal.SIGTERM)
+        self.sink.wait(15)
+
+
 # --- the node: civicshare share --wait ---------------------------------------------------------------
-
-
-def serve_options() -> list[str]:
-    """Fast delivery polling, if this build of `serve` has the option."""
-    help_text = subprocess.run([sys.executable, "-m", "civicshare", "serve", "--help"], capture_output=True,
-                               text=True, env={**os.environ, "COLUMNS": "200"}).stdout
-    return ["--deliver-every", "0.2"] if "--deliver-every" in help_text else []
 
 
 def transfer_id(answer: dict) -> str:
@@ -154,71 +174,77 @@ def delivered_holding(recipient: NodeHome, transfer: str) -> str:
     return holding
 
 
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+class NodeShare:
+    """Two serving nodes, one imported document and a signed agreement; each run shares it once."""
 
+    def __init__(self, source: Path, work: Path, expected: str) -> None:
+        self.work, self.expected = work, expected
+        self.north = NodeHome.create(work / "north", SENDER, "Bench North")
+        self.south = NodeHome.create(work / "south", RECIPIENT, "Bench South")
+        exchange_cards(self.north, self.south)
+        self.holding = self.north.import_document(source)["id"]
+        self.north.start("--deliver-every", "0.2")
+        self.south.start("--deliver-every", "0.2")
+        self.agreement = agree(self.north, self.south, documents=True, media_types=[MEDIA_TYPE])
+        self.runs = 0
 
-def node_share(source: Path, work: Path, runs: int, expected: str) -> tuple[Runs, float, float]:
-    """K shares of one imported document; and the peak RSS of the sending and the receiving node."""
-    north = NodeHome.create(work / "north", SENDER, "Bench North")
-    south = NodeHome.create(work / "south", RECIPIENT, "Bench South")
-    try:
-        exchange_cards(north, south)
-        holding = north.import_document(source)["id"]
-        options = serve_options()
-        north.start(*options)
-        south.start(*options)
-        agreement = agree(north, south, documents=True, media_types=[MEDIA_TYPE])
-        result = Runs()
-        for i in range(runs):
-            wall = datetime.now(UTC)
-            started = time.perf_counter()
-            answer = north.share(holding, RECIPIENT, agreement=agreement, wait=True, timeout=1800)
-            seconds = time.perf_counter() - started
-            transfer = transfer_id(answer)
-            # The ledger's timestamps (whole seconds) split the time: sealing in the share command
-            # until the transfer is queued, then delivery until the receipt verified.
-            queued, delivered = _when(answer["created"]), _when(answer["delivered"])
-            result.add_part("sealing (share, until queued)", (queued - wall).total_seconds())
-            result.add_part("delivery (until receipt verified)", (delivered - queued).total_seconds())
-            state = north.transfer(transfer).get("state")
-            if state != "delivered":
-                raise SystemExit(f"share --wait returned but {transfer} is {state!r}")
-            copy = south.export(delivered_holding(south, transfer), work / f"received{i}.bin")
-            if sha256_file(copy) != expected:
-                raise SystemExit(f"share: the recipient's copy of {transfer} differs from the source")
-            copy.unlink()
-            result.seconds.append(seconds)
-        return result, north.peak_rss_mib(), south.peak_rss_mib()
-    finally:
-        north.stop()
-        south.stop()
+    def _cpu(self) -> float:
+        return _children_cpu() + _process_cpu(self.north.pid) + _process_cpu(self.south.pid)
+
+    def run(self) -> Run:
+        cpu = self._cpu()
+        started = time.perf_counter()
+        answer = self.north.share(self.holding, RECIPIENT, agreement=self.agreement, wait=True, timeout=1800)
+        seconds = time.perf_counter() - started
+        cpu = self._cpu() - cpu
+        transfer = transfer_id(answer)
+        state = self.north.transfer(transfer).get("state")
+        if state != "delivered":
+            raise SystemExit(f"share --wait returned but {transfer} is {state!r}")
+        received = delivered_holding(self.south, transfer)
+        self.runs += 1
+        copy = self.south.export(received, self.work / f"received{self.runs}.bin")
+        if sha256_file(copy) != self.expected:
+            raise SystemExit(f"share: the recipient's copy of {transfer} differs from the source")
+        copy.unlink()
+        self.south.run("shred", received, "--yes")
+        return Run(seconds, cpu)
+
+    def peaks(self) -> tuple[float, float]:
+        return self.north.peak_rss_mib(), self.south.peak_rss_mib()
+
+    def close(self) -> None:
+        self.north.stop()
+        self.south.stop()
 
 
 # --- the report ---------------------------------------------------------------------------------------
 
 
-def report(size: int, base: Runs, sink_peak: float, node: Runs, north_peak: float, south_peak: float) -> bool:
+def report(size: int, base: list[Run], node: list[Run], sink_peak: float, peaks: tuple[float, float]) -> bool:
     mb = size / 1e6
-    base_s, node_s = statistics.median(base.seconds), statistics.median(node.seconds)
+    print(f"{'round':>5} {'baseline s':>10} {'share s':>8} {'ratio':>6} {'baseline CPU s':>14} {'share CPU s':>11}")
+    for i, (b, n) in enumerate(zip(base, node, strict=True), 1):
+        print(f"{i:>5} {b.seconds:>10.2f} {n.seconds:>8.2f} {b.seconds / n.seconds:>6.2f} {b.cpu:>14.2f} "
+              f"{n.cpu:>11.2f}")
+    print()
+    base_s, node_s = statistics.median(r.seconds for r in base), statistics.median(r.seconds for r in node)
     ratio = base_s / node_s
     ratio_ok = ratio >= RATIO_TARGET
-    peaks_ok = north_peak < PEAK_TARGET_MIB and south_peak < PEAK_TARGET_MIB
-    header = (f"{'path':<44} {'median s':>9} {'MB/s':>8} {'ratio':>6} {'peak MiB':>16}  "
+    peaks_ok = max(peaks) < PEAK_TARGET_MIB
+    header = (f"{'path (medians)':<44} {'s':>6} {'MB/s':>7} {'ratio':>6} {'CPU s':>6} {'peak MiB':>12}  "
               f"targets (ratio >= {RATIO_TARGET}, peak < {PEAK_TARGET_MIB} MiB per node)")
     print(header)
     print("-" * len(header))
-    print(f"{'baseline: age -e + curl -T to sink + age -d':<44} {base_s:>9.2f} {mb / base_s:>8.1f} {'1.00':>6} "
-          f"{f'sink {sink_peak:.0f}':>16}  (baseline)")
-    for name, samples in base.parts.items():
-        part = statistics.median(samples)
-        print(f"{'  of which ' + name:<44} {part:>9.2f} {mb / part:>8.1f}")
-    peaks = f"{north_peak:.0f} / {south_peak:.0f}"
-    print(f"{'civicshare share --wait (sender / recipient)':<44} {node_s:>9.2f} {mb / node_s:>8.1f} {ratio:>6.2f} "
-          f"{peaks:>16}  ratio {'PASS' if ratio_ok else 'FAIL'}, peak {'PASS' if peaks_ok else 'FAIL'}")
-    for name, samples in node.parts.items():
-        part = statistics.median(samples)
-        print(f"{'  of which ' + name:<44} {part:>9.0f} {mb / max(part, 1):>8.1f}   (ledger times, whole seconds)")
+    print(f"{'baseline: age -e + curl -T to sink + age -d':<44} {base_s:>6.2f} {mb / base_s:>7.1f} {'1.00':>6} "
+          f"{statistics.median(r.cpu for r in base):>6.2f} {f'sink {sink_peak:.0f}':>12}  (baseline)")
+    for name in base[0].parts:
+        part = statistics.median(r.parts[name] for r in base)
+        print(f"{'  of which ' + name:<44} {part:>6.2f} {mb / part:>7.1f}")
+    shown = f"{peaks[0]:.0f} / {peaks[1]:.0f}"
+    print(f"{'civicshare share --wait (sender / recipient)':<44} {node_s:>6.2f} {mb / node_s:>7.1f} {ratio:>6.2f} "
+          f"{statistics.median(r.cpu for r in node):>6.2f} {shown:>12}  ratio {'PASS' if ratio_ok else 'FAIL'}, "
+          f"peak {'PASS' if peaks_ok else 'FAIL'}")
     print(f"overall: {'PASS' if ratio_ok and peaks_ok else 'FAIL'}")
     return ratio_ok and peaks_ok
 
@@ -227,31 +253,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=int(os.environ.get("CIVICSHARE_BENCH_SHARE_MB", "1024")),
                         help="size of the shared document in MiB (or set CIVICSHARE_BENCH_SHARE_MB)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5, help="timed rounds (each runs both paths once)")
+    parser.add_argument("--order", choices=("turns", "blocks"), default="turns",
+                        help="turns: each round runs the baseline, then the share; blocks: every baseline run, "
+                             "then every share (each path then follows itself, its fastest conditions here)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where to put the generated files")
-    parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="civicshare-bench-share-", dir=args.work_dir))
+    baseline: Baseline | None = None
+    share: NodeShare | None = None
     try:
         size = args.mb << 20
         started = time.perf_counter()
         source = random_file(work / "document.bin", size)
         expected = sha256_file(source)
-        print(f"generated {args.mb} MiB of random bytes in {time.perf_counter() - started:.1f} s; {args.runs} runs "
-              f"of each path on loopback, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-        base, sink_peak = baseline(source, work, args.runs, expected)
-        if args.baseline_only:
-            mb = size / 1e6
-            for name, samples in {"baseline": base.seconds, **base.parts}.items():
-                median = statistics.median(samples)
-                print(f"{name:<14} median {median:.2f} s, {mb / median:.1f} MB/s")
-            print(f"sink peak RSS {sink_peak:.0f} MiB")
-            return
-        node, north_peak, south_peak = node_share(source, work, args.runs, expected)
-        passed = report(size, base, sink_peak, node, north_peak, south_peak)
+        order = "in turn" if args.order == "turns" else "in blocks (every baseline run, then every share)"
+        print(f"generated {args.mb} MiB of random bytes in {time.perf_counter() - started:.1f} s; a warm-up, then "
+              f"{args.runs} runs of both paths {order} on loopback, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        baseline = Baseline(source, work, expected)
+        share = NodeShare(source, work, expected)
+        baseline.run()
+        share.run()
+        if args.order == "turns":
+            base, node = [], []
+            for _ in range(args.runs):
+                base.append(baseline.run())
+                node.append(share.run())
+        else:
+            base = [baseline.run() for _ in range(args.runs)]
+            node = [share.run() for _ in range(args.runs)]
+        passed = report(size, base, node, baseline.peak(), share.peaks())
         print(f"load average at the end {os.getloadavg()[0]:.1f} (other work on this machine slows both paths)")
     finally:
+        for path in (share, baseline):
+            if path is not None:
+                path.close()
         shutil.rmtree(work, ignore_errors=True)
     if not passed:
         sys.exit(1)

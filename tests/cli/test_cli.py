@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from tests.cli.conftest import Cli
@@ -48,6 +49,17 @@ def test_import_export_shred_cycle(initialised: Cli, tmp_path: Path) -> None:
     gone = initialised("export", hid, "--out", str(tmp_path / "late.csv"))
     assert gone.code == 1 and "shredded on" in gone.err and "Traceback" not in gone.err
     assert not (tmp_path / "late.csv").exists()
+
+
+def test_a_documents_fixity_is_recorded_and_shown(initialised: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "minutes.txt"
+    src.write_bytes(b"Minutes of the shared services board\n" * 100)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    imported = initialised("import", str(src), "--document", "--json")
+    assert imported.code == 0, imported.err
+    assert imported.json()["sha256"] == digest
+    shown = initialised("holdings", "show", imported.json()["id"])
+    assert shown.code == 0 and f"sha256: {digest}" in shown.out
 
 
 def test_bad_file_is_one_clear_line_with_exit_1(initialised: Cli, tmp_path: Path) -> None:

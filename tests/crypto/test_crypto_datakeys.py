@@ -38,7 +38,8 @@ def plaintext() -> bytes:
 def sealed(tmp_path: Path, plaintext: bytes) -> tuple[Path, bytes]:
     key = new_document_key()
     dest = tmp_path / "holding.age"
-    assert seal_stream(io.BytesIO(plaintext), dest, key) == len(plaintext)
+    # It returns the size and SHA-256 of exactly what it sealed: the document's fixity value.
+    assert seal_stream(io.BytesIO(plaintext), dest, key) == (len(plaintext), hashlib.sha256(plaintext).hexdigest())
     return dest, key
 
 
@@ -91,7 +92,7 @@ def test_the_standard_age_format_opens_with_the_exported_identity(sealed: tuple[
 
 def test_empty_document(tmp_path: Path) -> None:
     key = new_document_key()
-    assert seal_stream(io.BytesIO(b""), tmp_path / "empty.age", key) == 0
+    assert seal_stream(io.BytesIO(b""), tmp_path / "empty.age", key) == (0, hashlib.sha256(b"").hexdigest())
     out = io.BytesIO()
     open_sealed(tmp_path / "empty.age", key, out)
     assert out.getvalue() == b""
@@ -168,7 +169,7 @@ def test_existing_outputs_are_not_overwritten_unless_asked(sealed: tuple[Path, b
     assert target.read_bytes() == b"keep me"
     open_sealed_to_file(dest, key, target, overwrite=True)
     assert target.stat().st_size == SIZE
-    assert seal_stream(io.BytesIO(b"other"), dest, key, overwrite=True) == 5
+    assert seal_stream(io.BytesIO(b"other"), dest, key, overwrite=True) == (5, hashlib.sha256(b"other").hexdigest())
 
 
 class _FailingReader(io.RawIOBase):

@@ -15,7 +15,7 @@ import pyrage
 import pytest
 
 from civicshare.crypto import agepipe
-from civicshare.crypto.reseal import reseal
+from civicshare.crypto.reseal import reseal, reseal_unmeasured
 from civicshare.errors import IntegrityError, NotForUs, UsageError
 
 SIZE = 3 * 1024 * 1024 + 777  # several age chunks and a ragged last one
@@ -218,3 +218,38 @@ def test_the_relay_passes_the_stream_through_and_measures_it(size: int) -> None:
     code, out, status = _relay(data)
     assert (code, out) == (0, data)
     assert status == f"ok {size} {hashlib.sha256(data).hexdigest()}\n"
+
+
+def _reseal_unmeasured_into(path: Path, src: object, identity: str, recipient: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        assert reseal_unmeasured(src, [identity], [recipient], fd) is None  # type: ignore[arg-type, func-returns-value]
+    finally:
+        os.close(fd)
+
+
+def test_reseal_unmeasured_writes_a_file_that_opens_with_the_new_key_only(tmp_path: Path, sealed: bytes,
+                                                                          plaintext: bytes, keys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "out.age"
+    _reseal_unmeasured_into(path, Chunks(sealed), str(keys[0]), str(keys[1].to_public()))
+    assert pyrage.decrypt(path.read_bytes(), [keys[1]]) == plaintext
+    with pytest.raises(pyrage.DecryptError):
+        pyrage.decrypt(path.read_bytes(), [keys[0]])
+
+
+@pytest.mark.parametrize("where", ["first chunk", "middle", "last chunk"])
+def test_reseal_unmeasured_still_refuses_damage(tmp_path: Path, sealed: bytes, keys, where: str) -> None:  # type: ignore[no-untyped-def]
+    # Without the relay nothing measures the plaintext, so a decryption that fails late must still raise:
+    # the encrypting process would otherwise have sealed a shortened plaintext without complaint.
+    damaged = bytearray(sealed)
+    damaged[{"first chunk": 300, "middle": len(damaged) // 2, "last chunk": len(damaged) - 5}[where]] ^= 1
+    with pytest.raises(IntegrityError):
+        _reseal_unmeasured_into(tmp_path / "out.age", Chunks(bytes(damaged)), str(keys[0]), str(keys[1].to_public()))
+    with pytest.raises(IntegrityError):
+        _reseal_unmeasured_into(tmp_path / "cut.age", Chunks(sealed[:-1000]), str(keys[0]), str(keys[1].to_public()))
+
+
+def test_reseal_unmeasured_refuses_a_stream_for_someone_else(tmp_path: Path, sealed: bytes, keys) -> None:  # type: ignore[no-untyped-def]
+    stranger = pyrage.x25519.Identity.generate()
+    with pytest.raises(NotForUs):
+        _reseal_unmeasured_into(tmp_path / "out.age", Chunks(sealed), str(stranger), str(keys[1].to_public()))

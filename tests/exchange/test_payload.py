@@ -22,7 +22,8 @@ from civicshare.db import tables as t
 from civicshare.errors import Conflict, IntegrityError, NotForUs, Shredded, UsageError
 from civicshare.exchange.fields import Digest
 from civicshare.exchange.manifest import AgreementRef, Manifest
-from civicshare.exchange.payload import SealedPayload, StreamHash, hash_file, open_payload, seal_holding
+from civicshare.exchange.payload import SealedPayload, open_payload, seal_holding
+from civicshare.exchange.tally import StreamHash, hash_file
 from civicshare.node import Node
 from tests.conftest import actor, write_csv
 

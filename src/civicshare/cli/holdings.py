@@ -29,6 +29,8 @@ def _describe(h: Holding) -> None:
         ("id", h.id), ("organisation", h.org_id), ("kind", h.kind), ("name", h.name),
         ("media type", h.media_type), ("classification", h.classification), ("size", size_words(h.size)),
     ]
+    if h.kind == "document":
+        rows.append(("sha256", h.sha256 or "not recorded (imported before civicshare recorded fixity)"))
     if h.kind == "dataset":
         rows += [("rows", h.rows), ("columns", ", ".join(h.columns or [])),
                  ("source", f"{h.format}, {h.encoding}")]

@@ -92,11 +92,13 @@ class _Sink:
     """Takes age's output, recording the destination's own failures (so a full disk is not reported
     as a tampered document)."""
 
-    def __init__(self, write: Callable[[bytes], object], fd: int | None = None) -> None:
+    def __init__(self, write: Callable[[bytes], object], fd: int | None = None, path: Path | None = None) -> None:
         self._write = write
         self.failure: BaseException | None = None
-        # The file written, when there is one: a helper process may write to it directly.
+        # The file written, when there is one: a helper process may write to it directly, and the
+        # caller may read back what was written so far through its path.
         self.fd = fd
+        self.path = path
 
     def write(self, data: bytes) -> int:
         try:
@@ -126,7 +128,7 @@ def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], N
     try:
         try:
             with synced_as_written(fd):
-                produce(_Sink(functools.partial(_write_all, fd), fd))
+                produce(_Sink(functools.partial(_write_all, fd), fd, partial))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -145,23 +147,39 @@ def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], N
         raise
 
 
-def seal_stream(src: BinaryIO, dest: Path, document_key: bytes, *, overwrite: bool = False) -> int:
-    """Age-encrypt ``src`` to ``dest`` for ``document_key``; returns the plaintext bytes read.
+class _HashingReader:
+    """Reads ``src`` for the sealing, counting and hashing exactly the bytes handed on."""
+
+    def __init__(self, src: Readable) -> None:
+        self._src = src
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._src.read(n)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+
+def seal_stream(src: BinaryIO, dest: Path, document_key: bytes, *, overwrite: bool = False) -> tuple[int, str]:
+    """Age-encrypt ``src`` to ``dest`` for ``document_key``; returns the size and hex SHA-256 of the
+    plaintext read (the document's fixity value: exactly the bytes sealed).
 
     ``dest`` is written only once the whole stream is sealed; an existing ``dest`` raises Conflict
     unless ``overwrite``.
     """
     dest = Path(dest)
     recipient = _identity(document_key).to_public()
-    reader = _CountingReader(src)
-
+    # The age command is fed through this reader (never the file directly), so what is hashed is
+    # what was sealed even if the file changes meanwhile.
+    measured = _HashingReader(src)
+    reader = _CountingReader(measured)
     tool = age_command()
-    fed = 0
 
     def produce(writer: _Sink) -> None:
-        nonlocal fed
         if tool is not None:
-            code, said, fed = run_age([tool, "--encrypt", "-r", str(recipient)], src, writer.write)
+            code, said, _fed = run_age([tool, "--encrypt", "-r", str(recipient)], measured, writer.write)
             if code != 0:
                 raise UsageError(f"The document could not be sealed: {said or f'age exited with {code}'}")
             return
@@ -174,7 +192,7 @@ def seal_stream(src: BinaryIO, dest: Path, document_key: bytes, *, overwrite: bo
             raise UsageError(f"The document could not be sealed: {exc}") from exc
 
     _write_via_partial(dest, overwrite, produce)
-    return fed if tool is not None else reader.count
+    return measured.count, measured.hash.hexdigest()
 
 
 def _decrypt(src: Path, document_key: bytes, writer: _Sink) -> None:

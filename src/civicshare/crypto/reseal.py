@@ -46,12 +46,17 @@ def _pyrage_verdict(status: str, code: int) -> tuple[int, str]:
     raise UsageError(f"The stream could not be re-sealed: the decrypting process failed ({reason[:200]}).")
 
 
-def _age_verdict(stderr: str, code: int, relay_status: str, relay_code: int) -> tuple[int, str]:
-    """The same from the age command's exit code and message, and the relay's measurement."""
+def _age_opened(stderr: str, code: int) -> None:
+    """Raise what the decrypting age command's exit code and message say went wrong, if anything."""
     if code != 0:
         if "no identity matched" in stderr:
             raise _not_for_us()
         raise _damaged()
+
+
+def _age_verdict(stderr: str, code: int, relay_status: str, relay_code: int) -> tuple[int, str]:
+    """The same from the age command's exit code and message, and the relay's measurement."""
+    _age_opened(stderr, code)
     measured = _status(relay_status, relay_code)
     if measured is None:
         raise UsageError(f"The stream could not be re-sealed: the plaintext relay failed "
@@ -93,7 +98,24 @@ def _read_status(fd: int) -> str:
 def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer | int,
            ) -> tuple[int, str]:
     """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass;
-    returns the plaintext's size and hex SHA-256.
+    returns the plaintext's size and hex SHA-256. See :func:`_reseal`."""
+    measured = _reseal(src, identities, recipients, out, measure=True)
+    assert measured is not None
+    return measured
+
+
+def reseal_unmeasured(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: int) -> None:
+    """:func:`reseal` for a caller that already knows the plaintext's size and hash (a document's fixity
+    value): with the age command, the plaintext goes straight from the decrypting process to the
+    encrypting one, which writes the file ``out``, without the relay that would measure it."""
+    _reseal(src, identities, recipients, out, measure=False)
+
+
+def _reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequence[str], out: Writer | int, *,
+            measure: bool) -> tuple[int, str] | None:
+    """Decrypt the age stream ``src`` and encrypt its plaintext to ``recipients`` in one streaming pass;
+    returns the plaintext's size and hex SHA-256 (None when not ``measure``-d: pyrage's helpers measure
+    it anyway, the age command only through the relay).
 
     Helper processes do the work on several cores: one decrypts, one encrypts, the plaintext crossing
     anonymous pipes between them -- it never enters this process, nor the disk; memory stays constant.
@@ -108,6 +130,7 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
     """
     keys, targets = _identities(identities), _recipients(recipients)
     tool = age_command()
+    relayed = tool is not None and measure
     direct = fileno(src)
     opened: list[int] = []
 
@@ -149,9 +172,10 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
         stdin = direct if direct is not None else feed_r
         if tool is not None:
             plain = chain(_tool(tool, "--decrypt", "-i", f"/dev/fd/{key_r}", stdin=stdin, pass_fds=(key_r,)))
-            measured = chain(_helper("relay", str(status_w), stdin=plain, pass_fds=(status_w,)))
+            if relayed:
+                plain = chain(_helper("relay", str(status_w), stdin=plain, pass_fds=(status_w,)))
             sealed_fd = chain(_tool(tool, "--encrypt", *(a for t in targets for a in ("-r", str(t))),
-                                    stdin=measured, stdout=last_out))
+                                    stdin=plain, stdout=last_out))
         else:
             plain = chain(_helper("decrypt", str(key_r), str(status_w), stdin=stdin, pass_fds=(key_r, status_w)))
             enc_status_r, enc_status_w = pipe()
@@ -206,13 +230,18 @@ def reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequenc
     if feeder is not None and feeder.failure is not None:
         raise feeder.failure
     # A failed decryption ends the plaintext early, which looks like a short stream: never accept it.
-    if tool is not None:
-        size, digest = _age_verdict(errors[0], codes[0], statuses[0], codes[1])
+    measured: tuple[int, str] | None
+    if relayed:
+        measured = _age_verdict(errors[0], codes[0], statuses[0], codes[1])
         failed, reason = codes[2] != 0, _first_line(errors[2]) or f"exit code {codes[2]}"
+    elif tool is not None:
+        _age_opened(errors[0], codes[0])
+        measured = None
+        failed, reason = codes[1] != 0, _first_line(errors[1]) or f"exit code {codes[1]}"
     else:
-        size, digest = _pyrage_verdict(statuses[0], codes[0])
+        measured = _pyrage_verdict(statuses[0], codes[0])
         kind, _, rest = statuses[1].strip().partition(" ")
         failed, reason = kind != "ok" or codes[1] != 0, rest[:200] or f"exit code {codes[1]}"
     if failed:
         raise UsageError(f"The stream could not be sealed: {reason}.")
-    return size, digest
+    return measured

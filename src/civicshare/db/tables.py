@@ -76,6 +76,8 @@ holdings = Table(
     Column("quality", Text),
     Column("quality_score", Float),
     Column("quarantine_of", String(40)),
+    # Fixity: hex SHA-256 of a document's contents, measured on import or verified on arrival.
+    Column("sha256", String(64)),
     Index("ix_holdings_org", "org_id"),
 )
 

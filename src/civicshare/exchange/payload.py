@@ -14,20 +14,18 @@ The new holding appears only once every check passed; on any failure nothing is 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from civicshare.access import Actor
+from civicshare.crypto.agetool import age_command
 from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, write_new_file
-from civicshare.crypto.reseal import reseal
+from civicshare.crypto.reseal import reseal, reseal_unmeasured
 from civicshare.errors import IntegrityError, InvalidInput, NotForUs, Problem, UsageError
 from civicshare.exchange.fields import Digest, age_recipient_text
 from civicshare.exchange.manifest import (
@@ -40,95 +38,13 @@ from civicshare.exchange.manifest import (
     HoldingInfo,
     Manifest,
 )
+from civicshare.exchange.tally import CHUNK, FileFollower, StreamHash
 from civicshare.holdings.store import Holding
 from civicshare.holdings.tabular import import_parquet, plain_parquet
 from civicshare.memfile import memory_file
 
 if TYPE_CHECKING:  # the node imports the exchange, not the other way round
     from civicshare.node import Node
-
-CHUNK = 1024 * 1024
-
-
-_hashers: ThreadPoolExecutor | None = None
-_hashers_lock = threading.Lock()
-
-
-def _hasher() -> ThreadPoolExecutor:
-    """Threads that hash beside the caller (hashlib releases the GIL while it hashes)."""
-    global _hashers
-    with _hashers_lock:
-        if _hashers is None:
-            _hashers = ThreadPoolExecutor(2, "civicshare-hash")
-        return _hashers
-
-
-class StreamHash:
-    """The size and SHA-256 of a stream fed to it, and the SHA-256 of each ``part_size`` slice.
-
-    With ``parallel``, the whole stream's hash is computed in a helper thread while the caller hashes
-    the parts, so the two hashes of each chunk take about the time of one where a second core is free.
-    """
-
-    def __init__(self, part_size: int | None = None, *, parallel: bool = False) -> None:
-        self.size = 0
-        self._whole = hashlib.sha256()
-        self._part_size = part_size
-        self._part = hashlib.sha256()
-        self._part_filled = 0
-        self._parts: list[str] = []
-        self._recorded: str | None = None
-        self._parallel = parallel
-
-    def update(self, data: bytes) -> None:
-        """Hash ``data``; when this returns, ``data`` is no longer used (its buffer may be reused)."""
-        self.size += len(data)
-        if self._part_size is None:
-            self._whole.update(data)
-            return
-        whole = _hasher().submit(self._whole.update, data) if self._parallel else None
-        if whole is None:
-            self._whole.update(data)
-        view = memoryview(data)
-        while view:
-            take = min(len(view), self._part_size - self._part_filled)
-            self._part.update(view[:take])
-            self._part_filled += take
-            view = view[take:]
-            if self._part_filled == self._part_size:
-                self._parts.append(self._part.hexdigest())
-                self._part, self._part_filled = hashlib.sha256(), 0
-        if whole is not None:
-            whole.result()
-
-    def record(self, size: int, sha256: str) -> None:
-        """Take the size and hash of a whole stream measured elsewhere (by the decrypting process)."""
-        if self.size or self._part_size is not None:
-            raise UsageError("Only a fresh whole-stream tally takes a digest measured elsewhere.")
-        self.size, self._recorded = size, sha256
-
-    def digest(self) -> Digest:
-        return Digest(self.size, self._recorded or self._whole.hexdigest())
-
-    @property
-    def part_hashes(self) -> tuple[str, ...]:
-        """The hash of every part so far, the last (shorter) one included."""
-        tail = (self._part.hexdigest(),) if self._part_filled else ()
-        return (*self._parts, *tail)
-
-
-def hash_stream(src: BinaryIO, part_size: int | None = None) -> StreamHash:
-    """Read ``src`` to its end and return its sizes and hashes."""
-    tally = StreamHash(part_size)
-    while chunk := src.read(CHUNK):
-        tally.update(chunk)
-    return tally
-
-
-def hash_file(path: Path, part_size: int | None = None) -> StreamHash:
-    with open(path, "rb") as fh:
-        return hash_stream(fh, part_size)
-
 
 class _TapReader:
     """Hands every byte read from ``src`` to ``tap`` as well."""
@@ -201,7 +117,19 @@ def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, 
 
         def reseal_document(sink: Sink) -> None:
             with open(blob, "rb") as fh:
-                plain.record(*reseal(fh, [key], [age_recipient], _tee(sink.write, cipher.update)))
+                if holding.sha256 is None or sink.fd is None or sink.path is None or age_command() is None:
+                    plain.record(*reseal(fh, [key], [age_recipient], _tee(sink.write, cipher.update)))
+                    return
+                # Its fixity value is known, so the plaintext need not be measured again: the age
+                # command writes the payload itself, and it is hashed from the file as it grows.
+                follower = FileFollower(sink.path, cipher)
+                try:
+                    reseal_unmeasured(fh, [key], [age_recipient], sink.fd)
+                except BaseException:
+                    follower.abandon()
+                    raise
+                follower.finish()
+                plain.record(holding.size, holding.sha256)
 
         write_new_file(dest, reseal_document)
         info = HoldingInfo(holding.id, DOCUMENT, holding.name, holding.media_type, None, None,
@@ -338,4 +266,5 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
     return node.holdings.import_received(
         actor, info.kind, info.name, info.media_type,
         store_dataset if info.kind == DATASET else store_document,
-        received_from=manifest.sender, transfer=manifest.transfer, classification=info.classification)
+        received_from=manifest.sender, transfer=manifest.transfer, classification=info.classification,
+        sha256=manifest.plaintext.sha256 if info.kind == DOCUMENT else None)

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Engine, insert, select, update
 
 from civicshare.access import Actor, Permission
-from civicshare.agreements.model import CLASSIFICATIONS, OFFICIAL
+from civicshare.agreements.model import OFFICIAL
 from civicshare.audit.log import AuditLog
-from civicshare.clock import Clock, Rng, iso, new_id
+from civicshare.clock import Clock, Rng, new_id
 from civicshare.config import Layout
 from civicshare.crypto import (
     Keystore,
@@ -28,78 +25,28 @@ from civicshare.crypto import (
 )
 from civicshare.db import tables as t
 from civicshare.errors import Conflict, NotFound, Shredded, UsageError
+from civicshare.holdings.model import (  # noqa: F401 - the names users of the store import from here
+    DATASET,
+    DOCUMENT,
+    EXPORT,
+    EXPORT_FORMATS,
+    MEDIA_TYPE_RE,
+    PARQUET_MEDIA_TYPE,
+    SHARE,
+    VIEW,
+    AccessCheck,
+    Holding,
+    check_classification,
+    check_name,
+    holding_from_row,
+    shredded_message,
+)
 from civicshare.holdings.tabular import detect_format, export_table, import_table
 from civicshare.keys import KeyRegister
 from civicshare.schemas.importing import FLAG, QUARANTINE, QUARANTINE_SUFFIX, check_table, plan_import
 
 if TYPE_CHECKING:
     from civicshare.schemas.model import Schema
-
-DATASET, DOCUMENT = "dataset", "document"
-EXPORT_FORMATS = ("csv", "jsonl", "parquet", "xlsx")
-PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
-# RFC 6838 type/subtype names, without parameters: what is later sent back in a Content-Type header.
-MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z")
-# What a holding may be used for; a received holding's agreement is checked for each (agreements.guard).
-VIEW, EXPORT, SHARE = "view", "export", "share"
-AccessCheck = Callable[[Actor, str, str], None]
-
-
-@dataclass(frozen=True)
-class Holding:
-    id: str
-    org_id: str
-    kind: str
-    name: str
-    media_type: str
-    size: int
-    rows: int | None
-    columns: list[str] | None
-    format: str | None
-    encoding: str | None
-    key_id: str
-    blob: str
-    created_at: datetime
-    created_by: str
-    shredded_at: datetime | None
-    shredded_by: str | None
-    classification: str = OFFICIAL
-    schema: str | None = None  # "name@version" of the schema the rows follow
-    quality_score: float | None = None
-    quarantine_of: str | None = None  # the holding whose invalid rows this one holds
-    quality: str | None = field(default=None, repr=False)  # the quality report, JSON
-
-    @property
-    def shredded(self) -> bool:
-        return self.shredded_at is not None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "organisation": self.org_id, "kind": self.kind, "name": self.name,
-            "media_type": self.media_type, "classification": self.classification, "size": self.size,
-            "rows": self.rows, "columns": self.columns,
-            "source_format": self.format, "source_encoding": self.encoding, "key": self.key_id,
-            "created": iso(self.created_at), "created_by": self.created_by,
-            "state": "shredded" if self.shredded else "held",
-            "shredded": iso(self.shredded_at), "shredded_by": self.shredded_by,
-            "schema": self.schema, "quality_score": self.quality_score, "quarantine_of": self.quarantine_of,
-        }
-
-
-def _holding(row: Any) -> Holding:
-    return Holding(
-        row.id, row.org_id, row.kind, row.name, row.media_type, row.size, row.rows,
-        json.loads(row.columns) if row.columns else None, row.format, row.encoding, row.key_id, row.blob,
-        row.created_at, row.created_by, row.shredded_at, row.shredded_by, row.classification,
-        row.schema, row.quality_score, row.quarantine_of, row.quality,
-    )
-
-
-def check_classification(value: str) -> str:
-    """A holding's security classification: OFFICIAL, or OFFICIAL-SENSITIVE (the handling caveat)."""
-    if value not in CLASSIFICATIONS:
-        raise UsageError(f"Unknown classification {value!r}: choose {' or '.join(CLASSIFICATIONS)}.")
-    return value
 
 
 class HoldingStore:
@@ -130,7 +77,7 @@ class HoldingStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.holdings).where(t.holdings.c.org_id == actor.org_id)
                                 .order_by(t.holdings.c.created_at, t.holdings.c.id))
-            return [_holding(r) for r in rows]
+            return [holding_from_row(r) for r in rows]
 
     def get(self, actor: Actor, holding_id: str) -> Holding:
         """A holding's details; logged as a view."""
@@ -152,7 +99,7 @@ class HoldingStore:
                 t.holdings.c.id == holding_id, t.holdings.c.org_id == actor.org_id)).first()
         if row is None:
             raise NotFound(f"No holding {holding_id!r} in organisation {actor.org_id}.")
-        return _holding(row)
+        return holding_from_row(row)
 
     # Import ------------------------------------------------------------------------------------
 
@@ -165,7 +112,7 @@ class HoldingStore:
         holding; under quarantine, invalid rows become a second holding (see :meth:`quarantine_of`)."""
         with self.audit.event(actor, "holding.import", None, kind=DATASET, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
-            name = _check_name(name)
+            name = check_name(name)
             classification = check_classification(classification)
             plan = plan_import(self.schemas, schema, mapping, mapping_label, policy)
             holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
@@ -199,7 +146,7 @@ class HoldingStore:
             if checked.quarantine_report is not None and quarantine_id and quarantine_key_id and quarantine:
                 event.update(rows=checked.rows, quarantined=checked.quarantined, quarantine=quarantine_id)
                 also.append((quarantine_id, quarantine_key_id, quarantine[1], quarantine[0], dict(
-                    common, name=_check_name(name[:300 - len(QUARANTINE_SUFFIX)] + QUARANTINE_SUFFIX),
+                    common, name=check_name(name[:300 - len(QUARANTINE_SUFFIX)] + QUARANTINE_SUFFIX),
                     rows=checked.quarantined, quarantine_of=holding_id,
                     quality=checked.quarantine_report.dumps(), quality_score=checked.quarantine_report.score)))
             return self._commit(actor, holding_id, key_id, dek, blob, DATASET, dict(
@@ -212,13 +159,13 @@ class HoldingStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.holdings).where(
                 t.holdings.c.quarantine_of == holding_id, t.holdings.c.org_id == actor.org_id)).first()
-        return None if row is None else _holding(row)
+        return None if row is None else holding_from_row(row)
 
     def import_document(self, actor: Actor, source: BinaryIO, filename: str, *, title: str | None = None,
                         media_type: str | None = None, classification: str = OFFICIAL) -> Holding:
         with self.audit.event(actor, "holding.import", None, kind=DOCUMENT, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
-            name = _check_name(title or Path(filename).name)
+            name = check_name(title or Path(filename).name)
             classification = check_classification(classification)
             media_type = media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
             if not MEDIA_TYPE_RE.match(media_type):
@@ -227,11 +174,11 @@ class HoldingStore:
             event.update(object=holding_id, media_type=media_type)
             dek = new_document_key()
             blob = self._new_blob(actor.org_id, holding_id, ".age")
-            size = seal_stream(source, blob, dek)
-            event.update(size=size, key=key_id)
+            size, sha256 = seal_stream(source, blob, dek)
+            event.update(size=size, key=key_id, sha256=sha256)
             return self._commit(actor, holding_id, key_id, dek, blob, DOCUMENT, dict(
                 name=name, media_type=media_type, size=size, rows=None, columns=None, format=None, encoding=None,
-                classification=classification))
+                classification=classification, sha256=sha256))
 
     def _new_blob(self, org_id: str, holding_id: str, suffix: str) -> Path:
         folder = self.layout.blob_dir(org_id)
@@ -283,18 +230,20 @@ class HoldingStore:
 
     def import_received(self, actor: Actor, kind: str, name: str, media_type: str,
                         write: Callable[[Path, bytes], tuple[int, int | None, list[str] | None]], *,
-                        received_from: str, transfer: str, classification: str = OFFICIAL) -> Holding:
+                        received_from: str, transfer: str, classification: str = OFFICIAL,
+                        sha256: str | None = None) -> Holding:
         """Store a holding that arrived from a partner under a fresh data key.
 
         ``write(blob, key)`` must create ``blob`` (atomically, leaving nothing on failure) sealed under
         ``key`` -- encrypted Parquet for a dataset, age for a document -- and return its size, rows
         and columns. The holding is recorded only after that succeeded, with the classification the
-        sender gave it.
+        sender gave it. ``sha256`` is a document's fixity value, which ``write`` must have checked
+        against the contents it sealed.
         """
         with self.audit.event(actor, "holding.import", None, kind=kind, received_from=received_from,
                               transfer=transfer, classification=classification) as event:
             actor.require(Permission.HOLDINGS_IMPORT, "import holdings")
-            name = _check_name(name)
+            name = check_name(name)
             classification = check_classification(classification)
             if kind not in (DATASET, DOCUMENT) or not MEDIA_TYPE_RE.match(media_type):
                 raise UsageError(f"A received holding is a dataset or document with a media type, not {kind!r}.")
@@ -305,14 +254,16 @@ class HoldingStore:
             blob = self._new_blob(actor.org_id, holding_id, ".parquet" if dataset else ".age")
             try:
                 size, rows, columns = write(blob, dek)
-                event.update(size=size, rows=rows, columns=len(columns) if columns else None, key=key_id)
+                event.update(size=size, rows=rows, columns=len(columns) if columns else None, key=key_id,
+                             sha256=sha256)
             except BaseException:
                 blob.unlink(missing_ok=True)
                 raise
             return self._commit(actor, holding_id, key_id, dek, blob, kind, dict(
                 name=name, media_type=media_type, size=size, rows=rows,
                 columns=json.dumps(columns) if columns is not None else None,
-                format="parquet" if dataset else None, encoding=None, classification=classification))
+                format="parquet" if dataset else None, encoding=None, classification=classification,
+                sha256=sha256))
 
     # Export and shred --------------------------------------------------------------------------
 
@@ -357,7 +308,7 @@ class HoldingStore:
             actor.require(Permission.HOLDINGS_SHRED, "shred holdings")
             holding = self._get(actor, holding_id)
             if holding.shredded:
-                raise Shredded(_shredded_message(holding))
+                raise Shredded(shredded_message(holding))
             with self.engine.begin() as conn:
                 self.register.destroy_data_key(conn, actor.org_id, holding.key_id)
                 conn.execute(update(t.holdings).where(
@@ -374,21 +325,9 @@ class HoldingStore:
 
     def _data_key(self, actor: Actor, holding: Holding) -> bytes:
         if holding.shredded:
-            raise Shredded(_shredded_message(holding))
+            raise Shredded(shredded_message(holding))
         key = self.register.unwrap_data_key(holding.org_id, holding.key_id, self.keystore(holding.org_id))
         if key is None:
             raise Shredded(f"Holding {holding.id} cannot be read: its data key has been destroyed.")
         self.audit.append(actor.org_id, actor.name, "key.unwrap", holding.key_id, details={"holding": holding.id})
         return key
-
-
-def _shredded_message(holding: Holding) -> str:
-    return (f"Holding {holding.id} ({holding.name}) was shredded on {iso(holding.shredded_at)} "
-            f"by {holding.shredded_by}; its contents can no longer be read by anyone.")
-
-
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 300:
-        raise UsageError("A holding name must be 1 to 300 characters.")
-    return name
