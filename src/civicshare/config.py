@@ -77,6 +77,11 @@ class Layout:
         """The workspace of a federation directory this node operates (if any)."""
         return self.home / "directory"
 
+    @property
+    def delivery_bell(self) -> Path:
+        """The named pipe a new share rings to wake the delivery worker (civicshare.doorbell)."""
+        return self.home / "run" / "delivery.bell"
+
     def make_dirs(self) -> None:
         for path in (self.home, self.keys_dir, self.blobs_dir, self.work_dir):
             path.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import uvicorn
 
 from civicshare.access import Actor
 from civicshare.api.app import DEFAULT_MAX_DATASET_BYTES, DEFAULT_MAX_DOCUMENT_BYTES, create_app
+from civicshare.doorbell import Listener, ring
 from civicshare.exchange import witnessing
 from civicshare.lazyimport import lazy_module, load_now
 from civicshare.node import Node
@@ -43,10 +44,12 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
     load_now(lazy_module("duckdb"))
     app = create_app(node, max_dataset_bytes=max_dataset_bytes, max_document_bytes=max_document_bytes)
     stop = threading.Event()
+    # A share made by another process (the command line) rings this to be delivered at once.
+    bell = Listener(node.layout.delivery_bell)
     threads = [
         _periodic("checkpoints", checkpoint_every, stop, lambda: _sign_checkpoints(node)),
         _periodic("directories", directory_refresh, stop, lambda: _refresh_directories(node)),
-        threading.Thread(target=node.exchange.worker(retry_base=retry_base).run, args=(deliver_every, stop),
+        threading.Thread(target=node.exchange.worker(retry_base=retry_base).run, args=(deliver_every, stop, bell),
                          name="civicshare-delivery", daemon=True),
         _periodic("witnesses", witness_every, stop, lambda: _exchange_checkpoints(node)),
         _periodic("retention", retention_every, stop, lambda: _sweep_retention(node)),
@@ -61,8 +64,11 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8080, *,
     finally:
         stop.set()
         node.notices.wake.set()
+        ring(node.layout.delivery_bell)
         for thread in threads:
             thread.join(timeout=15)
+        if not any(thread.is_alive() for thread in threads):
+            bell.close()  # a worker still finishing a part may yet wait on it
 
 
 _M_MMAP_THRESHOLD = -3

@@ -28,6 +28,7 @@ from civicshare.exchange.answers import Refused, read_answer
 from civicshare.exchange.transfers import DELIVERED, RECEIVING, Transfer
 
 if TYPE_CHECKING:
+    from civicshare.doorbell import Listener
     from civicshare.exchange.outbox import Outbox
     from civicshare.node import Node
 
@@ -80,8 +81,9 @@ class DeliveryWorker:
     def outbox(self) -> Outbox:
         return self.node.exchange.outbox
 
-    def run(self, every: float, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set: at once (taking over transfers a dead worker held), then every ``every`` s."""
+    def run(self, every: float, stop: threading.Event, bell: Listener | None = None) -> None:
+        """Deliver until ``stop`` is set: at once (taking over transfers a dead worker held), then every
+        ``every`` s, and whenever a new share rings ``bell`` (whoever sets ``stop`` rings it too)."""
         recover = True
         while True:
             try:
@@ -89,7 +91,11 @@ class DeliveryWorker:
                 recover = False
             except Exception as exc:  # noqa: BLE001 - the worker must outlive one bad pass (say, a database blip)
                 log.warning("delivery pass failed", error=type(exc).__name__, detail=str(exc)[:200])
-            if stop.wait(every):
+            if bell is not None and bell.listening:
+                bell.wait(every)
+                if stop.is_set():
+                    return
+            elif stop.wait(every):
                 return
 
     def run_once(self, *, recover: bool = False) -> dict[str, str]:

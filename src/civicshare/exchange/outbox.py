@@ -34,6 +34,7 @@ from civicshare.agreements.enforce import (
 from civicshare.canonical import canonical_json
 from civicshare.clock import new_id
 from civicshare.db import tables as t
+from civicshare.doorbell import ring
 from civicshare.errors import (
     AgreementRefused,
     CivicshareError,
@@ -142,6 +143,8 @@ class Outbox:
                 raise
             if out is not None:
                 dest.unlink(missing_ok=True)  # the package carries the ciphertext now
+            else:
+                ring(node.layout.delivery_bell)  # a serving node delivers it now, not at its next look
             event.update(kind=sealed.holding.kind, quality_score=score_text(info.quality),
                          plaintext_size=sealed.plaintext.size,
                          ciphertext_size=sealed.ciphertext.size, parts=len(sealed.part_hashes),
