@@ -154,12 +154,15 @@ def run_share(node_a: Node, port_a: int, home_b: Path, port_b: int, passphrase: 
         say(f"East Marsh's inbox: {east_holding} from {NORTH}; South Fen's inbox: {south_holding} from {NORTH}.")
 
         _check_minimised(node_a, dataset_id, node_b, east_holding)
-        _check(_sha256_export(node_a, rm, document_id, None)
-               == _sha256_export(node_a, records_manager(SOUTH), south_holding, None),
+        exported = _sha256_export(node_a, rm, document_id, None)
+        _check(exported == _sha256_export(node_a, records_manager(SOUTH), south_holding, None),
                "South Fen's copy of the document is byte-identical")
+        fixity = node_a.holding(records_manager(SOUTH), south_holding).sha256 or ""
+        _check(fixity == node_a.holding(rm, document_id).sha256 == exported,
+               "both councils record the document's fixity, and it matches the copies")
         say("East Marsh's copy holds the agreed fields of every row and nothing else (no NHS number, date of birth, "
-            "phone or e-mail); South Fen's document is byte-identical. Each is stored under the recipient's own "
-            "keys.")
+            "phone or e-mail); South Fen's document is byte-identical (fixity SHA-256 " + f"{fixity[:16]}... "
+            "recorded on both sides). Each is stored under the recipient's own keys.")
 
         say("")
         refusals = show_refusals(node_a, NORTH, EAST, SOUTH, to_east_dsa.id, dataset_id, document_id, say)
@@ -183,5 +186,6 @@ def run_share(node_a: Node, port_a: int, home_b: Path, port_b: int, passphrase: 
                       for r in (to_east_dsa, to_south_dsa)]
         _check([a["state"] for a in agreements] == ["revoked", "active"], "North Wold's register shows both")
     checks = ["agreements signed at both ends", "share across nodes", "share within a node", "receipts verified",
-              "minimisation", "refusals outside an agreement", "witnesses", "deletion certificate verified"]
+              "minimisation", "fixity recorded at both ends", "refusals outside an agreement", "witnesses",
+              "deletion certificate verified"]
     return ShareResult(rows, agreements, [*refusals, after_revocation], checks)
