@@ -14,6 +14,7 @@ The two nodes sign a data sharing agreement for the document first, and every sh
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -90,6 +91,30 @@ def _strike_when(condition: Callable[[], bool], what: str) -> None:
     wait_for(condition, timeout=60, interval=0.005, what=what)
 
 
+def _share(pair: Pair) -> tuple[str, Callable[[], None]]:
+    """Start a share; its transfer id as soon as the ledger has it, and a check that the command succeeded.
+
+    The share command rings the serving node, which starts delivering before the command has exited,
+    so the kill points are watched from the moment the transfer is recorded, not from the command's end.
+    """
+    before = {row[0] for row in pair.north.peek("SELECT id FROM transfers")}
+    command = pair.north.launch("share", pair.holding, "--to", RECIPIENT, "--agreement", pair.agreement, "--json")
+
+    def recorded() -> str | None:
+        new = {row[0] for row in pair.north.peek("SELECT id FROM transfers")} - before
+        assert len(new) <= 1, new
+        return new.pop() if new else None
+
+    transfer = str(wait_for(recorded, timeout=60, interval=0.005, what="the share to be recorded"))
+
+    def finished() -> None:
+        out, err = command.communicate(timeout=120)
+        assert command.returncode == 0, err
+        assert json.loads(out)["id"] == transfer
+
+    return transfer, finished
+
+
 def _settle(pair: Pair, transfer: str) -> None:
     """The transfer ends delivered exactly once, byte-identical; otherwise it is counted as a loss."""
     north, south = pair.north, pair.south
@@ -138,11 +163,12 @@ SCENARIOS = [("recipient", "manifest"), ("recipient", "mid-parts"), ("recipient"
 @pytest.mark.parametrize(("victim", "point"), SCENARIOS, ids=[f"{v}-{p}" for v, p in SCENARIOS])
 def test_kill_mid_transfer_still_delivers_exactly_once(pair: Pair, victim: str, point: str) -> None:
     node = pair.south if victim == "recipient" else pair.north
-    transfer = pair.north.share(pair.holding, RECIPIENT, agreement=pair.agreement)["id"]
+    transfer, finished = _share(pair)
     pair.tally.transfers += 1
     _strike_when(lambda: POINTS[point](pair, transfer), f"{transfer} to reach {point}")
     node.kill()
     pair.tally.kills += 1
+    finished()
     state, sent, size = pair.north.sent(transfer)
     pair.tally.struck_at.append(f"{victim} at {point}: {state} {sent * 100 // max(size, 1)}% acknowledged, "
                                 f"recipient {pair.south.arrived(transfer)[0]}")

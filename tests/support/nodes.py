@@ -159,6 +159,11 @@ class NodeHome:
         result = CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
         return result.check() if check else result
 
+    def launch(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``civicshare ARGS`` against this home without waiting for it (output piped, as text)."""
+        return subprocess.Popen([sys.executable, "-m", "civicshare", *args], env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
     def json(self, *args: str, timeout: float = 600) -> Any:
         """Run ``civicshare ARGS --json`` and return the parsed output."""
         return self.run(*args, "--json", timeout=timeout).json()
