@@ -64,9 +64,15 @@ class Listener:
             log.warning("something other than this node's doorbell is at its path; delivery only polls",
                         path=str(path))
             return
+        try:
+            # Our own writer end stays open, so the pipe never reads as ended between rings.
+            self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            os.close(fd)
+            log.warning("no doorbell; delivery looks for new transfers on its schedule only", path=str(path),
+                        error=exc.strerror)
+            return
         self._fd = fd
-        # Our own writer end stays open, so the pipe never reads as ended between rings.
-        self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
 
     @property
     def listening(self) -> bool:

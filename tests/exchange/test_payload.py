@@ -9,63 +9,30 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
 from civicshare.access import Role
-from civicshare.db import tables as t
 from civicshare.errors import Conflict, IntegrityError, NotForUs, Shredded, UsageError
 from civicshare.exchange.fields import Digest
-from civicshare.exchange.manifest import AgreementRef, Manifest
-from civicshare.exchange.payload import SealedPayload, open_payload, seal_holding
+from civicshare.exchange.manifest import Manifest
+from civicshare.exchange.payload import open_payload
 from civicshare.exchange.tally import StreamHash, hash_file
 from civicshare.node import Node
-from tests.conftest import actor, write_csv
-
-NORTH, SOUTH = "north-wold", "south-fen"
-AGE = "/usr/bin/age"
-AGREEMENT = AgreementRef("DSA-2026-0001", 1, "e" * 64)
-CSV = "nhs_number,surname,postcode\n0123456789,O'Brien,NW1 1AA\n0987654321,=SUM(A1),\n,Smith,SF2 2BB\n"
-
-
-def _dataset(node: Node, tmp_path: Path, text: str = CSV) -> str:
-    source = write_csv(tmp_path / "residents.csv", text)
-    return node.import_dataset(actor(NORTH), source, "Residents").id
-
-
-def _document(node: Node, data: bytes) -> str:
-    return node.import_document(actor(NORTH), io.BytesIO(data), "letter.pdf").id
-
-
-def _seal(node: Node, holding_id: str, dest: Path, to: str = SOUTH,
-          **options: object) -> tuple[SealedPayload, Manifest]:
-    _key, recipient = node.keys.age_recipient(to)
-    sealed = seal_holding(node, actor(NORTH), holding_id, recipient, dest, **options)  # type: ignore[arg-type]
-    manifest = sealed.manifest(transfer="t_abcdefghijklmnop", sender=NORTH, recipient=SOUTH,
-                               created=datetime(2026, 11, 22, 10, tzinfo=UTC), age_recipient=recipient,
-                               agreement=AGREEMENT)
-    return sealed, manifest
-
-
-def _open(node: Node, path: Path, manifest: Manifest) -> object:
-    with open(path, "rb") as fh:
-        return open_payload(node, SOUTH, fh, manifest, actor_name="receiver")
-
-
-def _state(node: Node) -> tuple[list[str], list[str], list[str]]:
-    """Every file under the blobs and work folders, the key register and the holdings: to show nothing
-    was left behind."""
-    files = sorted(str(p.relative_to(node.layout.home)) for d in (node.layout.blobs_dir, node.layout.work_dir)
-                   for p in d.rglob("*") if not p.is_dir())
-    with node.db.engine.connect() as conn:
-        keys = sorted(r.id for r in conn.execute(select(t.keys.c.id)))
-        holdings = sorted(r.id for r in conn.execute(select(t.holdings.c.id)))
-    return files, keys, holdings
+from tests.conftest import actor
+from tests.exchange.payload_support import (
+    AGE,
+    NORTH,
+    SOUTH,
+    left_behind,
+    make_dataset,
+    make_document,
+    open_at_south,
+    seal_for_south,
+)
 
 
 def test_stream_hash_splits_parts_exactly() -> None:
@@ -93,14 +60,14 @@ def test_stream_hash_in_parallel_agrees_with_hashing_in_turn(pieces: list[bytes]
 
 
 def test_dataset_round_trip_is_row_identical(node: Node, tmp_path: Path) -> None:
-    hid = _dataset(node, tmp_path)
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", part_size=200)
+    hid = make_dataset(node, tmp_path)
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age", part_size=200)
     assert sealed.holding.kind == "dataset" and sealed.holding.rows == 3
     assert sealed.holding.columns == [{"name": c, "type": "string"} for c in ("nhs_number", "surname", "postcode")]
     assert (tmp_path / "payload.age").stat().st_mode & 0o777 == 0o600
     assert hash_file(sealed.path, 200).part_hashes == sealed.part_hashes and len(sealed.part_hashes) > 1
     assert Manifest.from_body(manifest.to_body()) == manifest
-    holding = _open(node, sealed.path, manifest)
+    holding = open_at_south(node, sealed.path, manifest)
     assert holding.org_id == SOUTH and holding.kind == "dataset" and holding.rows == 3  # type: ignore[attr-defined]
     assert holding.columns == ["nhs_number", "surname", "postcode"] and holding.format == "parquet"  # type: ignore[attr-defined]
     out_north, out_south = tmp_path / "north.csv", tmp_path / "south.csv"
@@ -115,16 +82,16 @@ def test_dataset_round_trip_is_row_identical(node: Node, tmp_path: Path) -> None
 
 
 def test_dataset_columns_can_be_chosen(node: Node, tmp_path: Path) -> None:
-    hid = _dataset(node, tmp_path)
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", columns=["postcode", "nhs_number"])
+    hid = make_dataset(node, tmp_path)
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age", columns=["postcode", "nhs_number"])
     assert [c["name"] for c in sealed.holding.columns or []] == ["postcode", "nhs_number"]
-    holding = _open(node, sealed.path, manifest)
+    holding = open_at_south(node, sealed.path, manifest)
     out = tmp_path / "south.csv"
     node.export(actor(SOUTH), holding.id, out)  # type: ignore[attr-defined]
     assert out.read_text().splitlines() == ["postcode,nhs_number", "NW1 1AA,0123456789", ",0987654321",
                                             "SF2 2BB,"]
     with pytest.raises(UsageError, match="no column 'age'"):
-        _seal(node, hid, tmp_path / "other.age", columns=["age"])
+        seal_for_south(node, hid, tmp_path / "other.age", columns=["age"])
     assert not (tmp_path / "other.age").exists() and not (tmp_path / "other.age.partial").exists()
 
 
@@ -132,20 +99,20 @@ def test_dataset_columns_can_be_chosen(node: Node, tmp_path: Path) -> None:
 def test_the_classification_travels_with_the_holding(node: Node, tmp_path: Path, classification: str) -> None:
     hid = node.import_document(actor(NORTH), io.BytesIO(b"care plan"), "plan.pdf",
                                classification=classification).id
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age")
     assert manifest.holding.classification == classification
-    received = _open(node, sealed.path, manifest)
+    received = open_at_south(node, sealed.path, manifest)
     assert received.classification == classification  # type: ignore[attr-defined]
     assert node.holding(actor(SOUTH), received.id).to_json()["classification"] == classification  # type: ignore[attr-defined]
 
 
 def test_document_round_trip_is_byte_identical(node: Node, tmp_path: Path) -> None:
     data = os.urandom(300_000)
-    hid = _document(node, data)
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", part_size=65536)
+    hid = make_document(node, data)
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age", part_size=65536)
     assert sealed.holding.kind == "document" and sealed.holding.media_type == "application/pdf"
     assert sealed.plaintext.size == len(data) and len(sealed.part_hashes) == -(-sealed.ciphertext.size // 65536)
-    holding = _open(node, sealed.path, manifest)
+    holding = open_at_south(node, sealed.path, manifest)
     assert holding.size == len(data) and holding.media_type == "application/pdf"  # type: ignore[attr-defined]
     out = tmp_path / "letter.pdf"
     node.export(actor(SOUTH), holding.id, out)  # type: ignore[attr-defined]
@@ -158,8 +125,8 @@ def test_document_round_trip_is_byte_identical(node: Node, tmp_path: Path) -> No
 @pytest.mark.parametrize("kind", ["dataset", "document"])
 def test_payload_opens_with_the_age_tool(node: Node, tmp_path: Path, kind: str) -> None:
     data = b"hello south fen\n" * 1000
-    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, data)
-    sealed, _manifest = _seal(node, hid, tmp_path / "payload.age")
+    hid = make_dataset(node, tmp_path) if kind == "dataset" else make_document(node, data)
+    sealed, _manifest = seal_for_south(node, hid, tmp_path / "payload.age")
     identity = tmp_path / "south.key"
     node.export_age_identity(actor(SOUTH, Role.ADMIN), identity)
     out = subprocess.run([AGE, "--decrypt", "-i", str(identity), str(sealed.path)], capture_output=True,
@@ -175,96 +142,96 @@ def test_payload_opens_with_the_age_tool(node: Node, tmp_path: Path, kind: str) 
 
 
 def test_dest_is_never_overwritten(node: Node, tmp_path: Path) -> None:
-    hid = _document(node, b"x" * 10)
+    hid = make_document(node, b"x" * 10)
     (tmp_path / "payload.age").write_bytes(b"keep me")
     with pytest.raises(Conflict):
-        _seal(node, hid, tmp_path / "payload.age")
+        seal_for_south(node, hid, tmp_path / "payload.age")
     assert (tmp_path / "payload.age").read_bytes() == b"keep me"
 
 
 def test_shredded_holding_is_refused(node: Node, tmp_path: Path) -> None:
-    hid = _document(node, b"x" * 10)
+    hid = make_document(node, b"x" * 10)
     node.shred(actor(NORTH), hid)
     with pytest.raises(Shredded):
-        _seal(node, hid, tmp_path / "payload.age")
+        seal_for_south(node, hid, tmp_path / "payload.age")
     assert not list(tmp_path.glob("payload.age*"))
 
 
 @pytest.mark.parametrize("kind", ["dataset", "document"])
 def test_sealed_to_someone_else_is_not_for_us_and_leaves_nothing(node: Node, tmp_path: Path, kind: str) -> None:
-    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, b"secret" * 1000)
+    hid = make_dataset(node, tmp_path) if kind == "dataset" else make_document(node, b"secret" * 1000)
     # Sealed to north-wold's own key, but the manifest claims south-fen's: the header does not open.
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age", to=NORTH)
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age", to=NORTH)
     _key, south = node.keys.age_recipient(SOUTH)
     lying = Manifest(**{**manifest.__dict__, "age_recipient": south})
-    before = _state(node)
+    before = left_behind(node)
     with pytest.raises(NotForUs):
-        _open(node, sealed.path, lying)
-    assert _state(node) == before
+        open_at_south(node, sealed.path, lying)
+    assert left_behind(node) == before
     # A manifest naming another recipient key is refused before anything is read.
     with pytest.raises(NotForUs, match="not the receiving key"):
-        _open(node, sealed.path, manifest)
+        open_at_south(node, sealed.path, manifest)
     elsewhere = Manifest(**{**manifest.__dict__, "recipient": "east-marsh"})
     with pytest.raises(NotForUs, match="addressed to east-marsh"):
-        _open(node, sealed.path, elsewhere)
-    assert _state(node) == before
+        open_at_south(node, sealed.path, elsewhere)
+    assert left_behind(node) == before
 
 
 @pytest.mark.parametrize("kind", ["dataset", "document"])
 @pytest.mark.parametrize("where", ["header", "body", "end"])
 def test_flipped_ciphertext_byte_is_an_integrity_error_and_leaves_nothing(node: Node, tmp_path: Path, kind: str,
                                                                           where: str) -> None:
-    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, os.urandom(200_000))
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    hid = make_dataset(node, tmp_path) if kind == "dataset" else make_document(node, os.urandom(200_000))
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age")
     data = bytearray(sealed.path.read_bytes())
     index = {"header": 60, "body": len(data) // 2, "end": len(data) - 1}[where]
     data[index] ^= 0x01
     damaged = tmp_path / "damaged.age"
     damaged.write_bytes(bytes(data))
-    before = _state(node)
+    before = left_behind(node)
     # A damaged header looks like "not our key" to age; the hash shows it is damage, which is retried.
     with pytest.raises(IntegrityError) as caught:
-        _open(node, damaged, manifest)
+        open_at_south(node, damaged, manifest)
     assert not isinstance(caught.value, NotForUs)
     assert any(p.field == "ciphertext.sha256" for p in caught.value.problems)
-    assert _state(node) == before
+    assert left_behind(node) == before
 
 
 @pytest.mark.parametrize("kind", ["dataset", "document"])
 def test_extra_or_missing_bytes_are_integrity_errors(node: Node, tmp_path: Path, kind: str) -> None:
-    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, os.urandom(100_000))
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
-    before = _state(node)
+    hid = make_dataset(node, tmp_path) if kind == "dataset" else make_document(node, os.urandom(100_000))
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age")
+    before = left_behind(node)
     for data in (sealed.path.read_bytes() + b"\0", sealed.path.read_bytes()[:-1]):
         with pytest.raises(IntegrityError):
             open_payload(node, SOUTH, io.BytesIO(data), manifest, actor_name="receiver")
-    assert _state(node) == before
+    assert left_behind(node) == before
 
 
 @pytest.mark.parametrize("kind", ["dataset", "document"])
 @pytest.mark.parametrize("change", ["sha256", "size"])
 def test_plaintext_mismatch_in_manifest_is_refused_and_leaves_nothing(node: Node, tmp_path: Path, kind: str,
                                                                       change: str) -> None:
-    hid = _dataset(node, tmp_path) if kind == "dataset" else _document(node, os.urandom(100_000))
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    hid = make_dataset(node, tmp_path) if kind == "dataset" else make_document(node, os.urandom(100_000))
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age")
     plain = manifest.plaintext
     wrong = Digest(plain.size, "0" * 64) if change == "sha256" else Digest(plain.size - 1, plain.sha256)
     lying = Manifest(**{**manifest.__dict__, "plaintext": wrong})
-    before = _state(node)
+    before = left_behind(node)
     with pytest.raises(IntegrityError) as caught:
-        _open(node, sealed.path, lying)
+        open_at_south(node, sealed.path, lying)
     assert [p.field for p in caught.value.problems] == [f"plaintext.{change}"]
-    assert _state(node) == before
+    assert left_behind(node) == before
 
 
 def test_dataset_rows_differing_from_the_manifest_are_refused(node: Node, tmp_path: Path) -> None:
-    hid = _dataset(node, tmp_path)
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    hid = make_dataset(node, tmp_path)
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age")
     holding = manifest.holding.__class__(**{**manifest.holding.__dict__, "rows": 4})
-    before = _state(node)
+    before = left_behind(node)
     with pytest.raises(IntegrityError, match="not what its manifest says"):
-        _open(node, sealed.path, Manifest(**{**manifest.__dict__, "holding": holding}))
-    assert _state(node) == before
+        open_at_south(node, sealed.path, Manifest(**{**manifest.__dict__, "holding": holding}))
+    assert left_behind(node) == before
 
 
 MEMORY_SCRIPT = r"""
@@ -320,8 +287,8 @@ def test_package_carries_a_payload_end_to_end(node: Node, tmp_path: Path) -> Non
     from civicshare.exchange.manifest import parse_manifest, peek_manifest, sign_manifest
     from civicshare.exchange.package import read_package, write_package
 
-    hid = _dataset(node, tmp_path)
-    sealed, manifest = _seal(node, hid, tmp_path / "payload.age")
+    hid = make_dataset(node, tmp_path)
+    sealed, manifest = seal_for_south(node, hid, tmp_path / "payload.age")
     key_id, public = node.keys.signing_key(NORTH)
     store = node.keystore(NORTH)
     document = sign_manifest(manifest, key_id, lambda data: store.sign(key_id, data))
@@ -331,5 +298,5 @@ def test_package_carries_a_payload_end_to_end(node: Node, tmp_path: Path) -> Non
     assert claimed.sender == NORTH
     verified, _doc = parse_manifest(got, sender_key=node.keys.signing_key(claimed.sender)[1])
     assert verified == manifest and public == node.keys.signing_key(NORTH)[1]
-    holding = _open(node, ciphertext, verified)
+    holding = open_at_south(node, ciphertext, verified)
     assert holding.rows == 3  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ test node, on SQLite and on PostgreSQL. test_web_holdings_served.py has the test
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
@@ -169,6 +170,8 @@ def test_documents_stream_in_and_export_as_sent(client: TestClient, node: Node) 
     hid = holding_id(answer)
     page = page_html(client.get(f"/web/holdings/{hid}"))
     assert "Letter to Ada" in page and "application/pdf" in page
+    # The fixity of exactly what streamed in through the upload.
+    assert "Fixity (SHA-256)" in page and hashlib.sha256(document).hexdigest() in page
     assert "Audit trail" not in page and "Shred" not in page  # a caseworker sees neither
     export = page_html(client.get(f"/web/holdings/{hid}/export"))
     download = client.post(f"/web/holdings/{hid}/export", data={"csrf_token": hidden(export, "csrf_token")})

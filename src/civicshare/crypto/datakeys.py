@@ -147,18 +147,16 @@ def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], N
         raise
 
 
-class _HashingReader:
-    """Reads ``src`` for the sealing, counting and hashing exactly the bytes handed on."""
+class _HashingReader(_CountingReader):
+    """A counting reader that also hashes exactly the bytes it hands on."""
 
     def __init__(self, src: Readable) -> None:
-        self._src = src
+        super().__init__(src)
         self.hash = hashlib.sha256()
-        self.count = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
+        data = super().read(n)
         self.hash.update(data)
-        self.count += len(data)
         return data
 
 
@@ -171,15 +169,14 @@ def seal_stream(src: BinaryIO, dest: Path, document_key: bytes, *, overwrite: bo
     """
     dest = Path(dest)
     recipient = _identity(document_key).to_public()
-    # The age command is fed through this reader (never the file directly), so what is hashed is
+    # The age command too is fed through this reader (never the file directly), so what is hashed is
     # what was sealed even if the file changes meanwhile.
-    measured = _HashingReader(src)
-    reader = _CountingReader(measured)
+    reader = _HashingReader(src)
     tool = age_command()
 
     def produce(writer: _Sink) -> None:
         if tool is not None:
-            code, said, _fed = run_age([tool, "--encrypt", "-r", str(recipient)], measured, writer.write)
+            code, said, _fed = run_age([tool, "--encrypt", "-r", str(recipient)], reader, writer.write)
             if code != 0:
                 raise UsageError(f"The document could not be sealed: {said or f'age exited with {code}'}")
             return
@@ -192,7 +189,7 @@ def seal_stream(src: BinaryIO, dest: Path, document_key: bytes, *, overwrite: bo
             raise UsageError(f"The document could not be sealed: {exc}") from exc
 
     _write_via_partial(dest, overwrite, produce)
-    return measured.count, measured.hash.hexdigest()
+    return reader.count, reader.hash.hexdigest()
 
 
 def _decrypt(src: Path, document_key: bytes, writer: _Sink) -> None:

@@ -164,8 +164,10 @@ def _reseal(src: Readable, identities: Sequence[str | bytes], recipients: Sequen
         # A few hundred bytes: the pipe holds them all, so this never blocks.
         write_all(key_w, b"".join(str(k).encode("ascii") + b"\n" for k in keys))
         close(key_w)
-        status_r, status_w = pipe()
-        status_fds.append(status_r)
+        # The measuring process (the relay, or pyrage's decrypting helper) reports on its own pipe.
+        status_r, status_w = pipe() if tool is None or relayed else (-1, -1)
+        if status_r >= 0:
+            status_fds.append(status_r)
         if direct is None:
             feed_r, feed_w = pipe()
             widen(feed_w)
