@@ -20,7 +20,7 @@ import shutil
 import stat
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 PIPE_SIZE = 1 << 20
@@ -78,7 +78,12 @@ def fileno(src: Readable) -> int | None:
 
 
 class Feeder:
-    """A thread copying ``src`` into a helper process's stdin, counting bytes and recording ``src``'s own failures."""
+    """A thread copying ``src`` into a helper process's stdin, counting bytes and recording ``src``'s own failures.
+
+    A source that can ``readinto`` a buffer is copied through one buffer of PIPE_SIZE, reused: no
+    allocation per piece, and a sixteenth of the round trips of FEED-sized reads. Any other source
+    is read FEED bytes at a time.
+    """
 
     def __init__(self, src: Readable, fd: int) -> None:
         self._src = src
@@ -87,15 +92,26 @@ class Feeder:
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="civicshare-age-feed", daemon=True)
 
+    def _pieces(self) -> Iterator[bytes | memoryview]:
+        readinto = getattr(self._src, "readinto", None)
+        if readinto is None:
+            while data := self._src.read(FEED):
+                yield data
+            return
+        view = memoryview(bytearray(PIPE_SIZE))
+        while count := readinto(view):
+            yield view[:count]
+
     def _run(self) -> None:
         try:
+            pieces = self._pieces()
             while True:
                 try:
-                    data = self._src.read(FEED)
+                    data = next(pieces, None)
                 except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                     self.failure = exc
                     return
-                if not data:
+                if data is None:
                     return
                 try:
                     write_all(self._fd, data)

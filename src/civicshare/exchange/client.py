@@ -7,7 +7,7 @@ request is signed by the sending organisation's key through the keystore. Networ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import httpx
 
@@ -28,11 +28,14 @@ class PartnerClient:
         # No redirects: a signature covers one URL, and a partner's node answers at its endpoint.
         self._client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 
-    def request(self, sender: str, partner_id: str, method: str, path: str, *, content: bytes = b"",
-                content_type: str | None = None, content_sha256: bytes | None = None) -> httpx.Response:
+    def request(self, sender: str, partner_id: str, method: str, path: str, *,
+                content: bytes | Iterable[bytes] = b"", content_type: str | None = None,
+                content_sha256: bytes | None = None, content_length: int | None = None) -> httpx.Response:
         """Send a signed request from ``sender`` to ``partner_id``'s endpoint + ``path``.
 
-        ``content_sha256`` is the SHA-256 of ``content`` when the caller already has it.
+        ``content_sha256`` is the SHA-256 of ``content`` when the caller already has it. ``content``
+        may be an iterable of pieces, sent as they come, if ``content_length`` and ``content_sha256``
+        say how long the whole body is and what it hashes to (the body is then never joined in memory).
 
         UnknownSender / PartnerRevoked if ``sender`` does not trust the partner; UsageError if the
         partner has no endpoint (use an offline package); Unreachable on a network fault.
@@ -45,6 +48,11 @@ class PartnerClient:
             raise UsageError(f"A partner route starts with '/', not {path!r}.")
         url = partner.endpoint.rstrip("/") + path
         headers = {"Content-Type": content_type} if content_type else {}
+        if not isinstance(content, bytes):
+            if content_length is None or content_sha256 is None:
+                raise UsageError("A body sent in pieces needs its length and SHA-256 up front.")
+            # With the length given, httpx sends the pieces as they come, not chunk-encoded.
+            headers["Content-Length"] = str(content_length)
         request = self._client.build_request(method, url, content=content, headers=headers)
         sign_request(request, sender=sender, sign=self.signer_for(sender), now=self.clock(),
                      nonce=new_nonce(self.rng), body_sha256=content_sha256)

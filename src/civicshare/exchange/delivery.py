@@ -2,12 +2,12 @@
 
 One attempt is: claim the transfer (state ``sending``, attempts + 1), ``PUT`` the manifest (the
 answer says which parts the recipient already has), ``PUT`` only the missing parts, each read from
-the sealed payload at its offset, one part in memory at a time, then ``POST`` commit and verify the
-receipt. Before each attempt the agreement the transfer went under is checked again: once it has
-ended, been revoked or superseded, the transfer fails for good with that reason. The ledger row is
-the only state, and the recipient's answers are idempotent, so a crash at any point costs at most a
-repeated part. A fault on the path is retried with exponential backoff and jitter; a refusal the
-protocol calls permanent fails the transfer with the reason.
+the sealed payload at its offset and sent a piece at a time as it is read (never whole in memory),
+then ``POST`` commit and verify the receipt. Before each attempt the agreement the transfer went
+under is checked again: once it has ended, been revoked or superseded, the transfer fails for good
+with that reason. The ledger row is the only state, and the recipient's answers are idempotent, so a
+crash at any point costs at most a repeated part. A fault on the path is retried with exponential
+backoff and jitter; a refusal the protocol calls permanent fails the transfer with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +37,31 @@ log = structlog.get_logger("civicshare.delivery")
 WORKER = "delivery"
 MAX_BACKOFF = 300.0
 IN_FLIGHT = 2  # parts sent at once
+PIECE = 1 << 20  # bytes of a part read and written at a time
 # Codes the protocol calls permanent: retrying cannot help (docs/protocol.md).
 PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manifest_refused", "not_found",
                        "agreement_refused"})
+
+
+def _payload_damaged(transfer_id: str) -> Refused:
+    return Refused(f"The sealed payload of {transfer_id} in the outbox is shorter than its manifest says; share "
+                   "the holding again.", permanent=True, code="payload_damaged")
+
+
+def _pieces(transfer_id: str, fd: int, start: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of ``fd`` from ``start``, in pieces of at most PIECE bytes.
+
+    A part goes out in pieces rather than as one block: the HTTP client copies whatever the socket
+    did not take in one write, so a whole 8 MiB part was copied several times over, and held in
+    memory twice with two parts in flight. A piece is small enough to go out in a write or two.
+    """
+    end = start + length
+    while start < end:
+        piece = os.pread(fd, min(PIECE, end - start), start)
+        if not piece:
+            raise _payload_damaged(transfer_id)
+        start += len(piece)
+        yield piece
 
 
 def _answer(response: Any, recipient: str, what: str) -> dict[str, Any]:
@@ -166,21 +188,18 @@ class DeliveryWorker:
                            permanent=False, code="internal") from None
 
     def _put_part(self, transfer: Transfer, client: Any, fd: int, n: int) -> None:
-        """Send part ``n`` of the sealed payload (read at its offset from ``fd``)."""
+        """Send part ``n`` of the sealed payload, read at its offset from ``fd`` piece by piece as it goes."""
         manifest, to = transfer.manifest, transfer.recipient
-        length = manifest.part_length(n)
-        data = os.pread(fd, length, n * manifest.part_size)
-        if len(data) != length:
-            raise Refused(f"The sealed payload of {transfer.id} in the outbox is shorter than its manifest says; "
-                           "share the holding again.", permanent=True, code="payload_damaged")
+        length, start = manifest.part_length(n), n * manifest.part_size
+        if os.fstat(fd).st_size < start + length:
+            raise _payload_damaged(transfer.id)
         # The part's hash from sealing signs its Content-Digest, so the part is not hashed again here.
-        _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}", content=data,
+        _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}",
+                               content=_pieces(transfer.id, fd, start, length), content_length=length,
                                content_type="application/octet-stream",
                                content_sha256=bytes.fromhex(manifest.part_hashes[n])), to, f"part {n}")
-        del data
-        # httpx's request and response objects form reference cycles that keep the part's bytes alive
-        # until the cyclic collector runs; collecting the young generations now (cheap) frees each part
-        # at once, so memory does not grow with the bytes sent.
+        # httpx's request and response objects form reference cycles that keep them alive until the
+        # cyclic collector runs; collecting the young generations now (cheap) frees each part's at once.
         gc.collect(1)
 
     def _exchange(self, transfer: Transfer, client: Any, progress: dict[str, int]) -> None:

@@ -59,6 +59,19 @@ class _TapReader:
             self._tap.update(data)
         return data
 
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` as far as ``src`` can (an age feeder reuses one buffer this way)."""
+        readinto = getattr(self._src, "readinto", None)
+        if readinto is not None:
+            count = readinto(buffer)
+        else:
+            data = self._src.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        if count:
+            self._tap.update(memoryview(buffer)[:count])
+        return count or 0
+
     def drain(self) -> None:
         while self.read(CHUNK):
             pass

@@ -38,6 +38,7 @@ SENDER_STATES = (QUEUED, SENDING, DELIVERED, FAILED, EXPORTED)
 DELETION_VERIFIED, DELETION_DUE, DELETION_OVERDUE, DELETION_DONE = "verified", "due", "overdue", "deleted"
 # A deletion certificate may take this long after the deletion is due before the provider flags it.
 DELETION_GRACE = timedelta(days=1)
+FINAL_POLL = 0.02  # seconds between looks at a transfer whose parts have all arrived (share --wait)
 
 
 def _time(value: datetime | None) -> datetime | None:
@@ -249,6 +250,13 @@ class InboundTransfer:
         }
 
 
+def next_look(size: int, acknowledged: int, poll: float) -> float:
+    """Seconds until ``share --wait`` looks again at a transfer of ``size`` bytes, ``acknowledged`` so far:
+    ``poll``, or FINAL_POLL once every part is acknowledged, when only the commit and the receipt
+    remain (a fraction of a second), so the answer comes as soon as the receipt is verified."""
+    return min(poll, FINAL_POLL) if 0 < size <= acknowledged else poll
+
+
 class Exchange:
     """Sharing holdings between organisations: the outbox, the inbox and the delivery worker."""
 
@@ -293,7 +301,7 @@ class Exchange:
                     f"Transfer {transfer_id} is still {transfer.state}: gave up waiting after {timeout:g} seconds. "
                     f"'civicshare serve' goes on delivering it; follow it with 'civicshare transfers show "
                     f"{transfer_id}'.")
-            time.sleep(poll)
+            time.sleep(next_look(transfer.size, transfer.bytes_sent, poll))
 
     def inbound(self, actor: Actor) -> list[InboundTransfer]:
         return self.inbox.entries(actor)

@@ -1,0 +1,43 @@
+"""The recipient's tap: every byte of ciphertext handed on is measured, however it is read."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from civicshare.exchange.payload import _TapReader
+from civicshare.exchange.tally import StreamHash
+
+
+class _ReadOnly:
+    def __init__(self, data: bytes) -> None:
+        self._src = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._src.read(n)
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=5000), size=st.integers(1, 700), readinto=st.booleans(),
+       fills=st.booleans())
+def test_what_is_handed_on_is_what_is_measured(data: bytes, size: int, readinto: bool, fills: bool) -> None:
+    tally = StreamHash()
+    source = io.BufferedReader(io.BytesIO(data)) if readinto else _ReadOnly(data)
+    tap = _TapReader(source, tally)  # type: ignore[arg-type]
+    out = bytearray()
+    buffer = bytearray(size)
+    while True:
+        if fills:
+            count = tap.readinto(buffer)
+            chunk = bytes(buffer[:count])
+        else:
+            chunk = tap.read(size)
+        if not chunk:
+            break
+        out += chunk
+    assert bytes(out) == data
+    assert tally.digest().size == len(data)
+    assert tally.digest().sha256 == hashlib.sha256(data).hexdigest()
