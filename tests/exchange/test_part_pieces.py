@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from pathlib import Path
@@ -82,7 +83,9 @@ def test_a_body_in_pieces_goes_out_with_its_length_and_signed_digest(xnode: Node
     assert request.content == body
     assert request.headers["content-length"] == str(len(body))
     assert "transfer-encoding" not in request.headers  # sent as it comes, not chunk-encoded
-    assert "content-digest" in request.headers and "signature" in request.headers
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+    assert request.headers["content-digest"] == f"sha-256=:{digest}:"  # the hash given, signed
+    assert "content-digest" in request.headers["signature-input"] and "signature" in request.headers
 
 
 def test_a_body_in_pieces_needs_its_length_and_hash_up_front(xnode: Node) -> None:

@@ -198,8 +198,8 @@ class DeliveryWorker:
                                content=_pieces(transfer.id, fd, start, length), content_length=length,
                                content_type="application/octet-stream",
                                content_sha256=bytes.fromhex(manifest.part_hashes[n])), to, f"part {n}")
-        # httpx's request and response objects form reference cycles that keep them alive until the
-        # cyclic collector runs; collecting the young generations now (cheap) frees each part's at once.
+        # httpx's request and response objects form reference cycles that keep them (and the last piece
+        # read) alive until the cyclic collector runs; collecting the young generations now is cheap.
         gc.collect(1)
 
     def _exchange(self, transfer: Transfer, client: Any, progress: dict[str, int]) -> None:

@@ -60,14 +60,9 @@ class _TapReader:
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Fill ``buffer`` as far as ``src`` can (an age feeder reuses one buffer this way)."""
-        readinto = getattr(self._src, "readinto", None)
-        if readinto is not None:
-            count = readinto(buffer)
-        else:
-            data = self._src.read(len(buffer))
-            count = len(data)
-            buffer[:count] = data
+        """Fill ``buffer`` as far as ``src`` can (an age feeder reuses one buffer this way). Every
+        source opened here is a file object, which can."""
+        count = self._src.readinto(buffer)  # type: ignore[attr-defined]
         if count:
             self._tap.update(memoryview(buffer)[:count])
         return count or 0
