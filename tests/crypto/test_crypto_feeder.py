@@ -78,3 +78,29 @@ def test_a_failing_source_is_recorded_for_the_caller_and_the_pipe_closed() -> No
     copied, feeder = _feed(_Broken())
     assert copied == b""
     assert isinstance(feeder.failure, OSError) and "cut off" in str(feeder.failure)
+
+
+class _Pieces:
+    """A source that hands out its own buffers (the staged parts of a transfer, say)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.buffers: list[int] = []
+
+    def pieces(self, buffer: memoryview):  # type: ignore[no-untyped-def]
+        self.buffers.append(len(buffer))
+        for chunk in self.chunks:
+            yield memoryview(chunk)
+
+    def readinto(self, buffer: object) -> int:
+        raise AssertionError("a source with pieces is not read into the feeder's buffer")
+
+
+@settings(max_examples=30, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=3 * FEED), max_size=5))
+def test_a_source_with_pieces_is_written_from_its_own_buffers(chunks: list[bytes]) -> None:
+    src = _Pieces(chunks)
+    copied, feeder = _feed(src)
+    assert copied == b"".join(chunks)
+    assert feeder.count == len(copied) and feeder.failure is None
+    assert src.buffers == [PIPE_SIZE]  # it may use the feeder's one reused buffer for what it reads

@@ -146,6 +146,26 @@ def test_a_crash_after_storing_is_adopted_not_repeated(xnode: Node, agreement: s
     assert [h.id for h in xnode.list_holdings(actor(SOUTH))] == [stored.id]
 
 
+def test_a_staged_part_damaged_where_the_key_is_wrapped_is_damage_not_a_payload_for_someone_else(
+        xnode: Node, agreement: str) -> None:
+    inbox = Inbox(xnode)
+    transfer, payload = _queued(xnode, agreement)
+    _send_all(inbox, transfer, payload)
+    part = xnode.layout.staging_dir(SOUTH) / transfer.id / "part-0"
+    damaged = bytearray(part.read_bytes())
+    stanza = damaged.index(b"-> X25519 ") + len(b"-> X25519 ")
+    damaged[stanza + 3] ^= 0x01  # the age command now finds no identity that opens it
+    part.write_bytes(bytes(damaged))
+    with pytest.raises(IntegrityError) as caught:
+        inbox.commit(SOUTH, NORTH, transfer.id)
+    assert not isinstance(caught.value, NotForUs)
+    assert [p.field for p in caught.value.problems] == ["parts.sha256[0]"]
+    # Damage on the disk leaves the transfer open for the sender to send the parts again.
+    assert inbox.status(SOUTH, NORTH, transfer.id)["state"] == "receiving"
+    _send_all(inbox, transfer, payload)
+    assert inbox.commit(SOUTH, NORTH, transfer.id)["receipt"] is not None
+
+
 def test_damaged_parts_are_dropped_and_can_be_sent_again(xnode: Node, agreement: str) -> None:
     inbox = Inbox(xnode)
     transfer, payload = _queued(xnode, agreement)
@@ -154,8 +174,9 @@ def test_damaged_parts_are_dropped_and_can_be_sent_again(xnode: Node, agreement:
     damaged = bytearray(part.read_bytes())
     damaged[5] ^= 0xFF
     part.write_bytes(bytes(damaged))  # damaged on the disk after it was checked
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError) as caught:
         inbox.commit(SOUTH, NORTH, transfer.id)
+    assert [p.field for p in caught.value.problems] == ["parts.sha256[1]"]  # named when it was read back
     assert inbox.status(SOUTH, NORTH, transfer.id) == {
         "version": 1, "transfer": transfer.id, "state": "receiving", "parts_received": [], "receipt": None}
     assert xnode.list_holdings(actor(SOUTH)) == []

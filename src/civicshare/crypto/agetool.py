@@ -81,8 +81,10 @@ class Feeder:
     """A thread copying ``src`` into a helper process's stdin, counting bytes and recording ``src``'s own failures.
 
     A source that can ``readinto`` a buffer is copied through one buffer of PIPE_SIZE, reused: no
-    allocation per piece, and a sixteenth of the round trips of FEED-sized reads. Any other source
-    is read FEED bytes at a time.
+    allocation per piece, and a sixteenth of the round trips of FEED-sized reads. A source with
+    ``pieces(buffer)`` (an iterator of views, each written before the next is asked for) is written
+    from the views it gives, which may be its own memory or ``buffer``. Any other source is read FEED
+    bytes at a time.
     """
 
     def __init__(self, src: Readable, fd: int) -> None:
@@ -93,12 +95,18 @@ class Feeder:
         self.thread = threading.Thread(target=self._run, name="civicshare-age-feed", daemon=True)
 
     def _pieces(self) -> Iterator[bytes | memoryview]:
+        pieces = getattr(self._src, "pieces", None)
         readinto = getattr(self._src, "readinto", None)
-        if readinto is None:
+        if pieces is None and readinto is None:
             while data := self._src.read(FEED):
                 yield data
             return
         view = memoryview(bytearray(PIPE_SIZE))
+        if pieces is not None:
+            # The source hands out its own buffers where it has them (no copy), else fills ``view``.
+            yield from pieces(view)
+            return
+        assert readinto is not None
         while count := readinto(view):
             yield view[:count]
 

@@ -82,7 +82,7 @@ class EarlyOpenings:
                     return
                 manifest = row.manifest
                 with inbox.staging.reader(org_id, row.transfer_id, manifest.part_count, patience=PATIENCE,
-                                          handoff=handoff) as reader:
+                                          handoff=handoff, hashes=manifest.part_hashes) as reader:
                     row = inbox.open_into_holding(row, manifest, reader, parts_verified=True)
             inbox.staging.finished(org_id, row.transfer_id)
         except PartsLate:

@@ -257,7 +257,8 @@ class Inbox:
             if row.state != DELIVERED:
                 manifest = row.manifest
                 self._require_all_parts(org_id, row.transfer_id, manifest, in_memory=False)
-                with self.staging.reader(org_id, row.transfer_id, manifest.part_count) as reader:
+                with self.staging.reader(org_id, row.transfer_id, manifest.part_count,
+                                         hashes=manifest.part_hashes) as reader:
                     row = self.open_into_holding(row, manifest, reader, parts_verified=True)
         self.staging.finished(org_id, row.transfer_id)
         assert row.receipt is not None
@@ -287,7 +288,8 @@ class Inbox:
                           parts_verified: bool = False) -> InboundTransfer:
         """Store the payload as a holding (or adopt the one a crashed commit stored), log, sign the receipt.
 
-        ``parts_verified``: ``source`` is the staged parts, each checked against its hash on arrival."""
+        ``parts_verified``: ``source`` is the staged parts, each checked against its hash on arrival and
+        read from a staging reader given the manifest's hashes (which checks each staged part again)."""
         from civicshare.exchange.payload import open_payload
 
         node, org_id = self.node, row.org_id

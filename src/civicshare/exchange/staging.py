@@ -7,14 +7,17 @@ and processes sharing the home. Nothing here is ever plaintext.
 Parts are not forced to the disk (no fsync): they are a transient copy of what the sender keeps
 until it holds a verified receipt. A killed process loses nothing (the kernel still has the
 bytes); a part a power cut shortens counts as missing (its length is checked) and one it damages
-fails the commit's hash check, which drops the parts for the sender to send again. What must
-survive a power cut -- the new holding, then the receipt -- is synced before the receipt is signed.
+fails its hash check when it is read back, which drops the parts for the sender to send again.
+What must survive a power cut -- the new holding, then the receipt -- is synced before the receipt
+is signed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import io
 import os
 import shutil
@@ -25,6 +28,7 @@ from typing import Any, BinaryIO
 
 from civicshare.clock import Rng, new_id
 from civicshare.config import Layout
+from civicshare.errors import IntegrityError, Problem
 from civicshare.exchange.handoff import Handoff
 
 CHUNK = 1 << 20
@@ -35,20 +39,84 @@ class PartsLate(Exception):
     """A part a reader was waiting for did not arrive within its patience (nothing is wrong with it)."""
 
 
+class StagedPartDamaged(IntegrityError):
+    """A staged part read back from the disk is not the part that was checked when it arrived."""
+
+
+class _CheckedPart(io.RawIOBase):
+    """A staged part read back from the disk, hashed as it is read and checked against the manifest's
+    hash for it at its end (parts are not forced to the disk, so a power cut may have damaged one)."""
+
+    def __init__(self, path: Path, n: int, sha256: str) -> None:
+        super().__init__()
+        self._file = path.open("rb", buffering=0)
+        self._n = n
+        self._expected = sha256
+        self._hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._file.readinto(buffer) or 0
+        if count:
+            self._hash.update(memoryview(buffer)[:count])
+        elif not hmac.compare_digest(self._hash.hexdigest(), self._expected):
+            raise StagedPartDamaged(
+                f"Staged part {self._n} is not the part that arrived: it was damaged on the disk.",
+                problems=[Problem("does not match the manifest", field=f"parts.sha256[{self._n}]")])
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _InMemory:
+    """A part handed over in memory: read like a file, or taken whole by :meth:`_PartsReader.pieces`."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._at = 0
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), len(self._view) - self._at)
+        memoryview(buffer)[:count] = self._view[self._at:self._at + count]
+        self._at += count
+        return count
+
+    def take(self) -> memoryview:
+        """What is left unread, as a view of the part's own bytes (nothing is copied)."""
+        view, self._at = self._view[self._at:], len(self._view)
+        return view
+
+    def close(self) -> None:
+        self._at = len(self._view)
+
+
 class _PartsReader(io.RawIOBase):
     """The staged parts of a transfer, in order, read as one stream (never all in memory).
 
     With ``patience``, a part not staged yet is waited for (up to that many seconds each), so a
     transfer can be opened while its parts are still arriving; with a ``handoff`` too, a part handed
-    over in memory by the request that brought it is read from there instead of the disk.
+    over in memory by the request that brought it is read from there instead of the disk. With
+    ``hashes`` (the manifest's hash of each part), a part read back from the disk is checked against
+    its hash (StagedPartDamaged); a part handed over in memory never left it since it was checked.
     """
 
-    def __init__(self, paths: list[Path], patience: float | None = None, handoff: Handoff | None = None) -> None:
+    def __init__(self, paths: list[Path], patience: float | None = None, handoff: Handoff | None = None,
+                 hashes: Sequence[str] | None = None) -> None:
         super().__init__()
         self._paths = iter(enumerate(paths))
         self._current: BinaryIO | None = None
         self._patience = patience
         self._handoff = handoff
+        self._hashes = hashes
+
+    def _open(self, n: int, path: Path) -> BinaryIO:
+        if self._hashes is None:
+            return path.open("rb")
+        return _CheckedPart(path, n, self._hashes[n])  # type: ignore[return-value]
 
     def readable(self) -> bool:
         return True
@@ -59,15 +127,15 @@ class _PartsReader(io.RawIOBase):
             return None
         n, path = item
         if self._patience is None:
-            return path.open("rb")
+            return self._open(n, path)
         deadline = time.monotonic() + self._patience
         while True:
             # Waiting on the handoff also paces the loop; without one, a short sleep does.
             data = self._handoff.take(n, WAIT_INTERVAL) if self._handoff is not None else None
             if data is not None:
-                return io.BytesIO(data)
+                return _InMemory(data)  # type: ignore[return-value]
             if path.exists():  # a staged part appears whole (linked into place once written)
-                return path.open("rb")
+                return self._open(n, path)
             if time.monotonic() > deadline:
                 raise PartsLate(f"{path.name} did not arrive within {self._patience:g} seconds.")
             if self._handoff is None:
@@ -82,6 +150,25 @@ class _PartsReader(io.RawIOBase):
             n = self._current.readinto(buffer)  # type: ignore[attr-defined]
             if n:
                 return n
+            self._current.close()
+            self._current = None
+
+    def pieces(self, buffer: memoryview) -> Iterator[memoryview]:
+        """The rest of the stream as a series of views, for a reader that writes each one on: a part
+        handed over in memory comes whole, as it is (not copied); one read from the disk comes through
+        ``buffer``, which is reused, so each view must be used up before the next is asked for."""
+        while True:
+            if self._current is None:
+                self._current = self._next_part()
+                if self._current is None:
+                    return
+            if isinstance(self._current, _InMemory):
+                view = self._current.take()
+                if view:
+                    yield view
+            else:
+                while count := self._current.readinto(buffer):  # type: ignore[attr-defined]
+                    yield buffer[:count]
             self._current.close()
             self._current = None
 
@@ -138,12 +225,16 @@ class Staging:
 
     @contextlib.contextmanager
     def reader(self, org_id: str, transfer: str, count: int, *, patience: float | None = None,
-               handoff: Handoff | None = None) -> Iterator[BinaryIO]:
-        """Parts 0 to ``count - 1`` as one buffered stream; with ``patience``, parts still to come are
-        waited for (PartsLate when one takes longer than that), in memory from ``handoff`` or on disk."""
+               handoff: Handoff | None = None, hashes: Sequence[str] | None = None) -> Iterator[BinaryIO]:
+        """Parts 0 to ``count - 1`` as one stream; with ``patience``, parts still to come are waited for
+        (PartsLate when one takes longer than that), in memory from ``handoff`` or on disk. With
+        ``hashes``, each part read back from the disk is checked against its hash (StagedPartDamaged).
+
+        The stream is unbuffered (its reads go straight to the part in hand) and also offers
+        ``pieces(buffer)``: the parts as views, those handed over in memory without a copy."""
         paths = [self.folder(org_id, transfer) / f"part-{n}" for n in range(count)]
-        with io.BufferedReader(_PartsReader(paths, patience, handoff), CHUNK) as stream:
-            yield stream
+        with _PartsReader(paths, patience, handoff, hashes) as stream:
+            yield stream  # type: ignore[misc]
 
     @contextlib.contextmanager
     def locked(self, org_id: str, transfer: str) -> Iterator[None]:
