@@ -6,9 +6,11 @@ Plaintext never touches the disk on either side:
   (two processes joined by a pipe; see :func:`civicshare.crypto.datakeys.reseal`), in constant memory;
 * a dataset is written as plain Parquet into an in-memory file (memfd), hashed and sealed from there.
 
-At the recipient the ciphertext is hashed as it is read and checked against the signed manifest; the
-plaintext is hashed too. A document is re-sealed straight into a new holding under a fresh document
-key; a dataset is decrypted into an in-memory file and imported as a new encrypted-Parquet holding.
+At the recipient the ciphertext is checked against the signed manifest as it is read (an offline
+package's hashed whole and part by part; a network transfer's part by part, as each arrived and
+again if read back from the staging area); the plaintext is hashed too. A document is re-sealed
+straight into a new holding under a fresh document key; a dataset is decrypted into an in-memory
+file and imported as a new encrypted-Parquet holding.
 The new holding appears only once every check passed; on any failure nothing is left behind.
 """
 
@@ -229,9 +231,9 @@ class _Opening:
     def failed(self, exc: NotForUs | IntegrityError) -> Exception:
         """What a decryption failure means: if the bytes are not those the sender signed, the path
         damaged them (retry); if they are, the sender sealed them so that we cannot open them."""
+        if isinstance(exc, StagedPartDamaged):
+            return _integrity(self.manifest, exc.problems)
         try:
-            if isinstance(exc, StagedPartDamaged):
-                raise exc
             self.reader.drain()
         except StagedPartDamaged as damaged:
             return _integrity(self.manifest, damaged.problems)
