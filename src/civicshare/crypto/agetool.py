@@ -77,14 +77,31 @@ def fileno(src: Readable) -> int | None:
     return fd
 
 
+def pieces_of(src: Readable, buffer: memoryview) -> Iterator[bytes | memoryview]:
+    """What is left of ``src``, as pieces each to be used up before the next is asked for.
+
+    A source with ``pieces(buffer)`` gives its own (its memory, or ``buffer``); one that can
+    ``readinto`` fills ``buffer``, reused: no allocation per piece; any other is read FEED bytes at
+    a time.
+    """
+    own = getattr(src, "pieces", None)
+    if own is not None:
+        yield from own(buffer)
+        return
+    readinto = getattr(src, "readinto", None)
+    if readinto is None:
+        while data := src.read(FEED):
+            yield data
+        return
+    while count := readinto(buffer):
+        yield buffer[:count]
+
+
 class Feeder:
     """A thread copying ``src`` into a helper process's stdin, counting bytes and recording ``src``'s own failures.
 
-    A source that can ``readinto`` a buffer is copied through one buffer of PIPE_SIZE, reused: no
-    allocation per piece, and a sixteenth of the round trips of FEED-sized reads. A source with
-    ``pieces(buffer)`` (an iterator of views, each written before the next is asked for) is written
-    from the views it gives, which may be its own memory or ``buffer``. Any other source is read FEED
-    bytes at a time.
+    ``src`` is read by :func:`pieces_of` through one buffer of PIPE_SIZE: a sixteenth of the round
+    trips of FEED-sized reads, and no copy at all of the pieces a source hands out of its own memory.
     """
 
     def __init__(self, src: Readable, fd: int) -> None:
@@ -95,20 +112,7 @@ class Feeder:
         self.thread = threading.Thread(target=self._run, name="civicshare-age-feed", daemon=True)
 
     def _pieces(self) -> Iterator[bytes | memoryview]:
-        pieces = getattr(self._src, "pieces", None)
-        readinto = getattr(self._src, "readinto", None)
-        if pieces is None and readinto is None:
-            while data := self._src.read(FEED):
-                yield data
-            return
-        view = memoryview(bytearray(PIPE_SIZE))
-        if pieces is not None:
-            # The source hands out its own buffers where it has them (no copy), else fills ``view``.
-            yield from pieces(view)
-            return
-        assert readinto is not None
-        while count := readinto(view):
-            yield view[:count]
+        return pieces_of(self._src, memoryview(bytearray(PIPE_SIZE)))
 
     def _run(self) -> None:
         try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from civicshare.access import Actor
-from civicshare.crypto.agetool import age_command
+from civicshare.crypto.agetool import age_command, pieces_of
 from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, write_new_file
 from civicshare.crypto.reseal import reseal, reseal_unmeasured
 from civicshare.errors import IntegrityError, InvalidInput, NotForUs, Problem, UsageError
@@ -62,26 +62,12 @@ class _TapReader:
             self._tap.update(data)
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Fill ``buffer`` as far as ``src`` can (an age feeder reuses one buffer this way). Every
-        source opened here is a file object, which can."""
-        count = self._src.readinto(buffer)  # type: ignore[attr-defined]
-        if count:
-            self._tap.update(memoryview(buffer)[:count])
-        return count or 0
-
-    def pieces(self, buffer: memoryview) -> Iterator[memoryview]:
-        """What is left of ``src`` as views, each handed to ``tap`` first: ``src``'s own pieces where it
-        has them (parts handed over in memory come without a copy), else read through ``buffer``."""
-        own = getattr(self._src, "pieces", None)
-        chunks = own(buffer) if own is not None else self._read_through(buffer)
-        for view in chunks:
-            self._tap.update(view)
-            yield view
-
-    def _read_through(self, buffer: memoryview) -> Iterator[memoryview]:
-        while count := self._src.readinto(buffer):  # type: ignore[attr-defined]
-            yield buffer[:count]
+    def pieces(self, buffer: memoryview) -> Iterator[bytes | memoryview]:
+        """What is left of ``src`` (see :func:`~civicshare.crypto.agetool.pieces_of`: parts handed over
+        in memory come without a copy), each piece handed to ``tap`` first."""
+        for piece in pieces_of(self._src, buffer):
+            self._tap.update(piece)
+            yield piece
 
     def drain(self) -> None:
         while self.read(CHUNK):

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 from civicshare.clock import Rng, new_id
 from civicshare.config import Layout
+from civicshare.crypto.agetool import pieces_of
 from civicshare.errors import IntegrityError, Problem
 from civicshare.exchange.handoff import Handoff
 
@@ -73,7 +74,7 @@ class _CheckedPart(io.RawIOBase):
 
 
 class _InMemory:
-    """A part handed over in memory: read like a file, or taken whole by :meth:`_PartsReader.pieces`."""
+    """A part handed over in memory: read like a file, or given whole by :meth:`pieces`."""
 
     def __init__(self, data: bytes) -> None:
         self._view = memoryview(data)
@@ -85,10 +86,11 @@ class _InMemory:
         self._at += count
         return count
 
-    def take(self) -> memoryview:
-        """What is left unread, as a view of the part's own bytes (nothing is copied)."""
+    def pieces(self, buffer: memoryview) -> Iterator[memoryview]:
+        """What is left unread, as one view of the part's own bytes (nothing is copied)."""
         view, self._at = self._view[self._at:], len(self._view)
-        return view
+        if view:
+            yield view
 
     def close(self) -> None:
         self._at = len(self._view)
@@ -153,7 +155,7 @@ class _PartsReader(io.RawIOBase):
             self._current.close()
             self._current = None
 
-    def pieces(self, buffer: memoryview) -> Iterator[memoryview]:
+    def pieces(self, buffer: memoryview) -> Iterator[bytes | memoryview]:
         """The rest of the stream as a series of views, for a reader that writes each one on: a part
         handed over in memory comes whole, as it is (not copied); one read from the disk comes through
         ``buffer``, which is reused, so each view must be used up before the next is asked for."""
@@ -162,13 +164,7 @@ class _PartsReader(io.RawIOBase):
                 self._current = self._next_part()
                 if self._current is None:
                     return
-            if isinstance(self._current, _InMemory):
-                view = self._current.take()
-                if view:
-                    yield view
-            else:
-                while count := self._current.readinto(buffer):  # type: ignore[attr-defined]
-                    yield buffer[:count]
+            yield from pieces_of(self._current, buffer)
             self._current.close()
             self._current = None
 
