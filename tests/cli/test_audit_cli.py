@@ -280,3 +280,17 @@ def test_the_documented_checkpoint_file_workflow(cli: Cli, node: Node, tmp_path:
     saved.write_text(printed.out, encoding="utf-8")  # civicshare audit checkpoint > checkpoint.txt
     verified = cli("audit", "verify", "--org", ORG, "--checkpoint", str(saved))
     assert verified.code == 0, verified.err
+
+
+def test_witness_lines_say_in_words_what_each_partner_holds() -> None:
+    from civicshare.cli.audit import witness_words
+
+    assert witness_words({"partner": "south-fen", "checkpoints": 3, "error": None}) == (
+        "south-fen: all 3 checkpoints it holds match this log.")
+    assert witness_words({"partner": "south-fen", "checkpoints": 1, "error": None}) == (
+        "south-fen: the one checkpoint it holds matches this log.")
+    # None held is not a match: it says so instead of "0 ... match".
+    none = witness_words({"partner": "south-fen", "checkpoints": 0, "error": None})
+    assert none.startswith("south-fen: holds no checkpoint of this log yet") and "match" not in none
+    assert witness_words({"partner": "south-fen", "checkpoints": 0, "error": "unreachable"}) == (
+        "south-fen: not checked: unreachable")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -110,12 +110,21 @@ def audit_verify(
             out.print(f"The audit log of {report.org_id} verifies: {report.size} entries, "
                       f"{len(report.checkpoints)} checkpoints checked.", markup=False)
             for witness in report.witnesses or []:
-                if witness["error"]:
-                    out.print(f"  {witness['partner']}: not checked: {witness['error']}", markup=False)
-                else:
-                    out.print(f"  {witness['partner']}: {witness['checkpoints']} of its checkpoints match.",
-                              markup=False)
+                out.print(f"  {witness_words(witness)}", markup=False)
         unasked = [w["partner"] for w in report.witnesses or [] if w["error"]]
         if unasked:
             raise Unreachable("The log could not be checked against the checkpoints of "
                               + ", ".join(unasked) + " (see above); try again when they can be reached.")
+
+
+def witness_words(witness: dict[str, Any]) -> str:
+    """One partner's line of ``audit verify --witnesses``, in words (none held is not a match)."""
+    partner, count = witness["partner"], witness["checkpoints"]
+    if witness["error"]:
+        return f"{partner}: not checked: {witness['error']}"
+    if not count:
+        return (f"{partner}: holds no checkpoint of this log yet, so there is nothing to compare (a partner "
+                "keeps one from every receipt this organisation signs for it, and from the periodic exchange).")
+    if count == 1:
+        return f"{partner}: the one checkpoint it holds matches this log."
+    return f"{partner}: all {count} checkpoints it holds match this log."
