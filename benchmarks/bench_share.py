@@ -16,15 +16,15 @@ blocks:
   delivered (receipt verified); the recipient's copy is exported, checked by sha256, and the received
   holding shredded (untimed), as the baseline deletes what it wrote.
 
-Why warm-up, turns and clean-up: on this kind of virtual machine the first write to memory the guest
-has never used costs several times a reused page (measured: 1 GiB written to fresh pages 1.5-2.7 s of
-system time, to reused ones 0.3 s), and the host's other work comes and goes. Memory freed in large
-blocks goes back to the host within seconds (the kernel's free page reporting), so it is fresh again
-when next used: touching 10 GiB took 5.9 s straight after freeing it and 23.7 s twenty seconds later. Taking turns exposes both
-paths to the same conditions; cleaning up after every run gives both the same pages to reuse. Measured
-here, the baseline is markedly faster when it follows itself than when it follows anything else (its
-``age -d`` writing the decrypted copy: 1.3-2.3 s against about 3 s); ``--order blocks`` runs each path
-back to back, which shows the baseline at its fastest.
+Why warm-up, turns and clean-up: on this kind of virtual machine the first write to memory the guest has
+never used costs several times a reused page (measured: 1 GiB written to fresh pages 1.5-2.7 s of system
+time, to reused ones 0.3 s), and the host's other work comes and goes. Memory freed in large blocks goes
+back to the host within seconds (the kernel's free page reporting), so it is fresh again when next used:
+touching 10 GiB took 5.9 s straight after freeing it and 23.7 s twenty seconds later. Taking turns
+exposes both paths to the same conditions; cleaning up after every run gives both the same pages to
+reuse. Measured here, the baseline is markedly faster when it follows itself than when it follows
+anything else (its ``age -d`` writing the decrypted copy: 1.3-2.3 s against about 3 s); ``--order
+blocks`` runs each path back to back, which shows the baseline at its fastest.
 
 Prints one row per round and the medians: seconds, throughput in MB/s, the ratio baseline/node
 (target >= 0.75), the CPU seconds each path used in all its processes (a measure of work that noise

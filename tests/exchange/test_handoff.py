@@ -8,11 +8,17 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from civicshare.exchange.handoff import Budget, Handoff
+from civicshare.exchange.handoff import AHEAD, Budget, Handoff
 
+
+def _begun(ahead: int = AHEAD, budget: Budget | None = None) -> Handoff:
+    """A handoff whose opening holds the lock and reads."""
+    handoff = Handoff(ahead=ahead, budget=budget)
+    handoff.begin()
+    return handoff
 
 def test_parts_within_the_window_are_taken_and_read_in_order() -> None:
-    handoff = Handoff(ahead=3)
+    handoff = _begun(ahead=3)
     assert handoff.offer(1, b"one", wait=0) and handoff.offer(0, b"zero", wait=0) and handoff.offer(2, b"two", wait=0)
     assert handoff.accepted == {0, 1, 2}
     assert [handoff.take(n, 0) for n in range(3)] == [b"zero", b"one", b"two"]
@@ -22,7 +28,7 @@ def test_parts_within_the_window_are_taken_and_read_in_order() -> None:
 
 
 def test_a_part_beyond_a_gap_is_not_waited_for_but_staged() -> None:
-    handoff = Handoff(ahead=2)
+    handoff = _begun(ahead=2)
     assert handoff.offer(1, b"one", wait=0)
     started = time.monotonic()
     # Part 0 has not come: the opening is waiting for it, not busy, so part 2 goes to the disk at once.
@@ -33,7 +39,7 @@ def test_a_part_beyond_a_gap_is_not_waited_for_but_staged() -> None:
 
 
 def test_a_part_ahead_of_a_busy_opening_waits_for_room() -> None:
-    handoff = Handoff(ahead=2)
+    handoff = _begun(ahead=2)
     assert handoff.offer(0, b"zero", wait=0) and handoff.offer(1, b"one", wait=0)
     taken: list[bool] = []
     waiting = threading.Thread(target=lambda: taken.append(handoff.offer(2, b"two", wait=10)))
@@ -47,7 +53,7 @@ def test_a_part_ahead_of_a_busy_opening_waits_for_room() -> None:
 
 
 def test_a_part_that_waits_too_long_for_room_is_staged_instead() -> None:
-    handoff = Handoff(ahead=1)
+    handoff = _begun(ahead=1)
     assert handoff.offer(0, b"zero", wait=0)
     started = time.monotonic()
     assert not handoff.offer(1, b"one", wait=0.2)
@@ -56,14 +62,14 @@ def test_a_part_that_waits_too_long_for_room_is_staged_instead() -> None:
 
 
 def test_a_part_read_from_staging_already_is_not_taken_again() -> None:
-    handoff = Handoff()
+    handoff = _begun()
     assert handoff.take(0, 0) is None  # read from the disk
     assert handoff.take(1, 0) is None
     assert not handoff.offer(0, b"zero", wait=0)
 
 
 def test_closing_drops_everything_wakes_the_waiting_and_refuses_more() -> None:
-    handoff = Handoff(ahead=1)
+    handoff = _begun(ahead=1)
     assert handoff.offer(0, b"zero", wait=0)
     results: list[bool] = []
     waiting = threading.Thread(target=lambda: results.append(handoff.offer(1, b"one", wait=30)))
@@ -82,7 +88,7 @@ def test_closing_drops_everything_wakes_the_waiting_and_refuses_more() -> None:
 def test_whatever_the_arrival_order_the_opening_reads_every_part_once_in_order(order: list[int], ahead: int) -> None:
     """Requests offer parts concurrently in any order; what is not taken is 'staged' in a dict the
     reader falls back on, as the opening falls back on the staging area."""
-    handoff = Handoff(ahead=ahead)
+    handoff = _begun(ahead=ahead)
     staged: dict[int, bytes] = {}
     lock = threading.Lock()
 
@@ -114,7 +120,7 @@ def test_whatever_the_arrival_order_the_opening_reads_every_part_once_in_order(o
 
 def test_all_transfers_together_hold_no_more_than_the_budget() -> None:
     budget = Budget(limit=10)
-    first, second = Handoff(budget=budget), Handoff(budget=budget)
+    first, second = _begun(budget=budget), _begun(budget=budget)
     assert first.offer(0, b"123456", wait=0)
     assert not second.offer(0, b"12345", wait=0)  # would pass the budget: staged on disk instead
     assert second.offer(0, b"1234", wait=0)
@@ -123,3 +129,20 @@ def test_all_transfers_together_hold_no_more_than_the_budget() -> None:
     assert budget.held == 4
     second.close()  # what an opening held when it ended is given back
     assert budget.held == 0
+
+
+def test_nothing_is_taken_before_the_opening_holds_the_lock() -> None:
+    handoff = Handoff(ahead=2)
+    started = time.monotonic()
+    # A commit that takes the lock first must find the part on the disk: not taken, after waiting a little.
+    assert not handoff.offer(0, b"zero", wait=0.2)
+    assert 0.15 < time.monotonic() - started < 2
+    assert handoff.accepted == frozenset()
+    # A request waiting when the opening begins hands its part over.
+    request = threading.Thread(target=lambda: results.append(handoff.offer(0, b"zero", wait=5)))
+    results: list[bool] = []
+    request.start()
+    time.sleep(0.1)
+    handoff.begin()
+    request.join(5)
+    assert results == [True] and handoff.take(0, 0) == b"zero"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from civicshare.errors import Conflict, DigestMismatch
-from civicshare.exchange import early_open
+from civicshare.exchange import early_open, handoff
 from civicshare.exchange.inbox import Inbox
 from civicshare.exchange.transfers import Transfer
 from civicshare.node import Node
@@ -180,3 +180,21 @@ def test_a_part_arriving_over_the_network_starts_the_opening_and_is_taken_in_mem
     inbox.part_arrived(SOUTH, NORTH, transfer.id, count - 1, _part(payload, count - 1))
     _wait_idle(inbox)
     assert inbox.status(SOUTH, NORTH, transfer.id)["state"] == "delivered"
+
+
+def test_a_commit_that_takes_the_lock_before_the_opening_finds_every_acknowledged_part_on_disk(
+        xnode: Node, agreement: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a busy machine: the opening's thread has not taken the lock when the parts and the commit come.
+    monkeypatch.setattr(handoff, "OFFER_WAIT", 0.2)
+    inbox, transfer, payload = _begun(xnode, agreement)
+    count = transfer.manifest.part_count
+    with inbox.staging.locked(SOUTH, transfer.id):
+        for n in range(count):
+            assert inbox.part_arrived(SOUTH, NORTH, transfer.id, n, _part(payload, n))["stored"]
+        assert inbox.early.running == 1  # started, waiting for the lock
+        staged = inbox.staging.folder(SOUTH, transfer.id)
+        assert sorted(p.name for p in staged.iterdir()) == [f"part-{n}" for n in range(count)]
+    answer = inbox.commit(SOUTH, NORTH, transfer.id)
+    assert answer["receipt"]["body"]["transfer"] == transfer.id
+    _wait_idle(inbox)
+    assert len(entries(xnode, SOUTH, "transfer.receive")) == 1

@@ -20,6 +20,7 @@ BUFFER = 64
 def _parts(tmp: Path, parts: list[bytes], in_memory: list[bool]) -> tuple[_PartsReader, Handoff, list[bytes]]:
     """A reader over ``parts``: those ``in_memory`` handed over, the rest written as staged files."""
     handoff = Handoff(ahead=len(parts) + 1)
+    handoff.begin()
     paths = []
     handed = []
     for n, (data, memory) in enumerate(zip(parts, in_memory, strict=True)):

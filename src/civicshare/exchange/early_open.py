@@ -80,6 +80,7 @@ class EarlyOpenings:
                 row = inbox.mine(org_id, sender, row.transfer_id)  # as it is now, under the lock
                 if row.state != RECEIVING:
                     return
+                handoff.begin()  # only now may requests hand it parts (see Handoff.begin)
                 manifest = row.manifest
                 with inbox.staging.reader(org_id, row.transfer_id, manifest.part_count, patience=PATIENCE,
                                           handoff=handoff, hashes=manifest.part_hashes) as reader:

@@ -5,7 +5,8 @@ will read soon need not be written to the staging area and read back: the reques
 once the part passed its checks, hands the bytes over here instead. At most ``ahead`` parts wait in
 memory, and all transfers together at most ``BUDGET_BYTES``; a request whose part is further ahead
 waits a little for room (so a sender cannot outrun the opening by much), and a part that cannot be
-taken is staged on disk as before.
+taken is staged on disk as before. Nothing is taken until the opening holds the transfer's commit
+lock (``begin``), so whoever holds that lock reads every acknowledged part from one place.
 
 A part handed over lives only as long as the opening: if the opening ends without storing the
 holding (the next part did not come in time, the node stopped), those parts are gone, the transfer
@@ -56,7 +57,18 @@ class Handoff:
         self._accepted: set[int] = set()
         self._waiting: set[int] = set()  # parts whose requests wait for room
         self._next = 0
+        self._begun = False  # the opening holds the commit lock
         self._closed = False
+
+    def begin(self) -> None:
+        """The opening holds the transfer's commit lock: from now on it reads what it is handed.
+
+        Until then nothing is taken: a commit that took the lock first must find every acknowledged
+        part on the disk, not in the memory of an opening that has not started reading.
+        """
+        with self._cond:
+            self._begun = True
+            self._cond.notify_all()
 
     @property
     def accepted(self) -> frozenset[int]:
@@ -64,20 +76,28 @@ class Handoff:
         with self._cond:
             return frozenset(self._accepted)
 
-    def offer(self, n: int, data: bytes, *, wait: float = OFFER_WAIT,
+    def offer(self, n: int, data: bytes, *, wait: float | None = None,
               staged: Callable[[int], bool] = lambda n: False) -> bool:
         """Hand part ``n`` (already checked) to the opening; False if it was not taken: stage it instead.
 
+        An opening that has not begun (its thread waits for the lock) is waited for, up to ``wait``
+        seconds (``OFFER_WAIT`` unless given).
         A part within ``ahead`` of the one the opening reads next is taken at once. One further ahead
         waits up to ``wait`` seconds for room, but only while every part before it is here, waiting
         too, or ``staged`` on disk (the opening is busy, not waiting for a part that has not come).
         """
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + (OFFER_WAIT if wait is None else wait)
         with self._cond:
             try:
                 while True:
                     if self._closed:
                         return False
+                    if not self._begun:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        self._cond.wait(remaining)
+                        continue
                     if n in self._accepted:
                         return True  # a repeat of a part taken before
                     if n < self._next:
