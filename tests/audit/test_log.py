@@ -274,3 +274,45 @@ def test_concurrent_checkpoint_signers_agree(node: Node, home: Path) -> None:
         s.close()
     assert errors == [] and len(set(notes)) == 1
     assert len(node.audit_checkpoints(ADMIN)) == 1
+
+
+def test_verifying_while_another_process_appends_and_signs_checkpoints(node: Node, home: Path) -> None:
+    # As `audit verify` does while `serve` runs: entries and checkpoints arrive between its reads.
+    _grow(node, 200)
+    writer = Node.open(home, passphrase=PASSPHRASE)
+    stop = threading.Event()
+    appended: list[int] = []
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            writer.audit.append("north-wold", "writer", "holding.view", f"w_{i}")
+            if i % 5 == 0:
+                writer.audit_checkpoint(ADMIN)
+            i += 1
+        appended.append(i)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        sizes = [node.audit_verify(ADMIN).size for _ in range(25)]
+    finally:
+        stop.set()
+        thread.join()
+        writer.close()
+    assert appended[0] > 25 and sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    assert node.audit_verify(ADMIN).size == len(node.audit_entries(ADMIN))
+
+
+def test_an_entry_stored_beyond_the_head_is_caught(node: Node) -> None:
+    _grow(node)
+    size = node.audit_verify(ADMIN).size
+
+    def add(conn) -> None:  # type: ignore[no-untyped-def]
+        row = conn.execute(select(E).where(E.c.org_id == "north-wold", E.c.idx == size - 1)).one()
+        conn.execute(t.audit_entries.insert().values({**row._mapping, "idx": size}))
+
+    _tamper(node, add)
+    with pytest.raises(AuditTampered, match="entries were added outside the log") as info:
+        node.audit_verify(ADMIN)
+    assert info.value.index == size

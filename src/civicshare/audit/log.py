@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from civicshare.access import Actor
@@ -157,6 +157,12 @@ class AuditLog:
         if row is None:
             raise ConfigError(f"Organisation {org_id} has no audit log.")
         return row.origin, row.size, Frontier.from_bytes(row.size, row.frontier)
+
+    def last_index(self, org_id: str) -> int | None:
+        """The highest index stored in the organisation's log; None when it holds no entry."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(t.audit_entries.c.idx)).where(
+                t.audit_entries.c.org_id == org_id)).scalar()
 
     def entries(self, org_id: str, *, obj: str | None = None, actor: str | None = None,
                 since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:

@@ -55,12 +55,20 @@ def _checkpoint(note: str, origin: str, public_key: bytes, where: str) -> Checkp
 
 
 def verify_log(log: AuditLog, org_id: str, public_key: bytes, extra_notes: list[str] | None = None) -> VerifyReport:
-    """Check the organisation's whole log; raise AuditTampered naming the first index that fails."""
+    """Check the organisation's whole log; raise AuditTampered naming the first index that fails.
+
+    The node may append while this runs. The log is verified as it stood when its head was read: the
+    stored checkpoints are read first (each was made from an earlier head, so none may cover more than
+    it), then the head, then the entries below it. Entries stored beyond the head count as tampering
+    only if they are beyond the head as it is at the end (an append stores its entry and moves the head
+    in one transaction).
+    """
+    checkpoints = log.checkpoints(org_id)
     origin, head_size, head_frontier = log.head(org_id)
     if origin != origin_for(org_id):
         raise AuditTampered(f"the audit log's origin {origin!r} is not the one of {org_id}", index=0)
     expected: dict[int, tuple[bytes, str]] = {}
-    for stored in log.checkpoints(org_id):
+    for stored in checkpoints:
         parsed = _checkpoint(stored.note, origin, public_key, f"the stored checkpoint at size {stored.size}")
         if parsed.size != stored.size or not hmac.compare_digest(parsed.root_hash, stored.root_hash):
             raise AuditTampered(f"the stored checkpoint at size {stored.size} disagrees with its signed note",
@@ -79,7 +87,7 @@ def verify_log(log: AuditLog, org_id: str, public_key: bytes, extra_notes: list[
     verified_upto = 0  # the size of the last checkpoint that matched
     if 0 in expected and not hmac.compare_digest(expected[0][0], frontier.root()):
         raise AuditTampered("the checkpoint of the empty log does not match", index=0)
-    for index, data, stored_leaf, root_after, columns in _rows(log, org_id):
+    for index, data, stored_leaf, root_after, columns in _rows(log, org_id, below=head_size):
         if index != frontier.size:
             raise AuditTampered(f"entry {frontier.size} is missing from the audit log", index=frontier.size)
         leaf = leaf_hash(data)
@@ -101,9 +109,14 @@ def verify_log(log: AuditLog, org_id: str, public_key: bytes, extra_notes: list[
                     "was changed and the hashes recomputed", index=verified_upto)
             verified_upto = frontier.size
     size = frontier.size
-    if head_size != size:
+    if size < head_size:
         raise AuditTampered(f"the log's head says {head_size} entries but {size} are stored: it was truncated",
                             index=size)
+    last = log.last_index(org_id)  # before the head is read again: see the docstring
+    _origin, head_now, _frontier = log.head(org_id)
+    if last is not None and last >= head_now:
+        raise AuditTampered(f"the log's head says {head_now} entries but {last + 1} are stored: the head was "
+                            "moved back or entries were added outside the log", index=head_now)
     beyond = [s for s in expected if s > size]
     if beyond:
         raise AuditTampered(f"a checkpoint covers {max(beyond)} entries but only {size} are stored: "
@@ -115,14 +128,16 @@ def verify_log(log: AuditLog, org_id: str, public_key: bytes, extra_notes: list[
     return VerifyReport(org_id, size, frontier.root(), sorted(expected))
 
 
-def _rows(log: AuditLog, org_id: str) -> Iterator[tuple[int, bytes, bytes | None, bytes, tuple[Any, ...]]]:
-    """Entries in index order with their stored leaf hash, read in batches to keep memory flat."""
+def _rows(log: AuditLog, org_id: str, *, below: int,
+          ) -> Iterator[tuple[int, bytes, bytes | None, bytes, tuple[Any, ...]]]:
+    """Entries before index ``below`` in index order with their stored leaf hash, read in batches to
+    keep memory flat."""
     e, n = t.audit_entries, t.audit_nodes
     query = (
         select(e.c.idx, e.c.entry, n.c.hash, e.c.root_after, e.c.time, e.c.actor, e.c.action, e.c.object,
                e.c.outcome)
         .select_from(e.outerjoin(n, and_(n.c.org_id == e.c.org_id, n.c.level == 0, n.c.idx == e.c.idx)))
-        .where(e.c.org_id == org_id).order_by(e.c.idx)
+        .where(e.c.org_id == org_id, e.c.idx < below).order_by(e.c.idx)
     )
     with log.engine.connect() as conn:
         result = conn.execution_options(yield_per=BATCH).execute(query)
