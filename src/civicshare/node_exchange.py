@@ -17,6 +17,9 @@ from civicshare.exchange.federation import TrustedDirectory
 from civicshare.exchange.partners import Partner
 from civicshare.exchange.transfers import InboundTransfer, Transfer
 
+# Seconds a share waits for the partner's sealing key before it seals to the key on the partner's card.
+SEALING_KEY_WAIT = 15.0
+
 if TYPE_CHECKING:
     from civicshare.audit.log import AuditLog
     from civicshare.clock import Clock, Rng
@@ -123,9 +126,17 @@ class ExchangeUseCases:
     # Sharing holdings --------------------------------------------------------------------------
 
     def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
-              out: Path | None = None) -> Transfer:
-        """Seal a holding for partner ``to`` and put it in the outbox (``out``: an offline package)."""
-        return self.exchange.share(actor, holding_id, to, agreement=agreement, out=out)
+              out: Path | None = None, ask_partner: bool = False) -> Transfer:
+        """Seal a holding for partner ``to`` and put it in the outbox (``out``: an offline package).
+
+        ``ask_partner``: a document going over the network is sealed to a key the partner makes for it
+        (it then keeps the ciphertext as it arrives), if the partner answers within SEALING_KEY_WAIT
+        seconds; otherwise to the receiving key on its card.
+        """
+        if not ask_partner or out is not None:
+            return self.exchange.share(actor, holding_id, to, agreement=agreement, out=out)
+        with self.partner_client(timeout=SEALING_KEY_WAIT) as partners:
+            return self.exchange.share(actor, holding_id, to, agreement=agreement, partners=partners)
 
     def preview_share(self, actor: Actor, holding_id: str, to: str, agreement: str | None) -> SharePreview:
         """What a share would send now (fields, rows, size, classification), or why it would be refused."""

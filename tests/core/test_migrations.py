@@ -13,7 +13,7 @@ from civicshare.db import open_database
 from civicshare.db.backends import MIGRATIONS
 from civicshare.db.tables import agreements, audit_heads, inbound, partners, transfers, trusted_directories
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def test_the_head_the_node_checks_is_alembics_head() -> None:

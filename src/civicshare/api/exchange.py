@@ -1,4 +1,4 @@
-"""Node-to-node transfer routes (docs/protocol.md): manifest, status, parts and commit.
+"""Node-to-node transfer routes (docs/protocol.md): sealing key, manifest, status, parts and commit.
 
 Each route reads the raw body with a hard limit, then passes the node's gate (RFC 9421 signature,
 trust, nonce) before anything looks at the body; the core does the rest in a worker thread.
@@ -36,6 +36,13 @@ async def transfer_status(org_id: str, transfer_id: str, request: Request, node:
     """The transfer status: its state, the parts received, and the receipt once delivered."""
     body, signed = await read_signed(node, request, org_id, 0, "This request's body")
     return await run_in_threadpool(node.exchange.inbox.status, org_id, signed.sender, transfer_id)
+
+
+@router.post("/orgs/{org_id}/transfers/{transfer_id}/sealing-key")
+async def sealing_key(org_id: str, transfer_id: str, request: Request, node: NodeDep) -> dict[str, Any]:
+    """Before sealing a document: the data key this organisation made for it, in a signed sealing key."""
+    body, signed = await read_signed(node, request, org_id, 0, "This request's body")
+    return await run_in_threadpool(node.exchange.inbox.sealing.issue, org_id, signed.sender, transfer_id)
 
 
 @router.put("/orgs/{org_id}/transfers/{transfer_id}/parts/{n}", openapi_extra=_BINARY)

@@ -304,7 +304,7 @@ def share_holding(holding_id: str, request: ShareRequest, actor: ActorDep, node:
     the partner and covers the holding; a dataset carries only the agreed fields. The answer is the
     new ledger entry (state queued); follow it at GET /v1/transfers/{id}.
     """
-    transfer = node.share(actor, holding_id, request.to, agreement=request.agreement)
+    transfer = node.share(actor, holding_id, request.to, agreement=request.agreement, ask_partner=True)
     return transfer.to_json(now=node.clock())
 
 

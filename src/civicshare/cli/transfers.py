@@ -60,7 +60,7 @@ def share(
     with STATE.node() as node:
         actor = STATE.operator(node, org)
         with err.status(f"Sealing {holding_id} for {to} ..."):
-            transfer = node.share(actor, holding_id, to, agreement=agreement, out=out_file)
+            transfer = node.share(actor, holding_id, to, agreement=agreement, out=out_file, ask_partner=True)
         if not json_out:
             if out_file is not None:
                 out.print(f"Wrote transfer {transfer.id} of {holding_id} for {to} to {out_file} "

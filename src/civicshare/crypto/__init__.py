@@ -5,6 +5,7 @@ Security failures raise (``KeystoreLocked``, ``IntegrityError``...), never retur
 """
 
 from civicshare.crypto.datakeys import (
+    discard_leftovers,
     document_recipient,
     fingerprint,
     new_document_key,
@@ -29,6 +30,7 @@ __all__ = [
     "Rng",
     "check_key_id",
     "check_new_passphrase",
+    "discard_leftovers",
     "document_recipient",
     "fingerprint",
     "new_document_key",

@@ -119,17 +119,23 @@ def _partial(dest: Path) -> Path:
     return dest.with_name(dest.name + ".partial")
 
 
-def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], None]) -> None:
-    """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``; clean up on failure."""
+def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], None], durable: bool = True) -> None:
+    """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``; clean up on failure.
+
+    Not ``durable``: the file is moved into place without waiting for the disk (see ``write_new_file``).
+    """
     if not overwrite and dest.exists():
         raise Conflict(f"{dest} already exists; it was not overwritten.")
     partial = _partial(dest)
     fd = open_private(partial)
     try:
         try:
-            with synced_as_written(fd):
+            if durable:
+                with synced_as_written(fd):
+                    produce(_Sink(functools.partial(_write_all, fd), fd, partial))
+                os.fsync(fd)
+            else:
                 produce(_Sink(functools.partial(_write_all, fd), fd, partial))
-            os.fsync(fd)
         finally:
             os.close(fd)
         if overwrite:
@@ -248,13 +254,51 @@ Writer = Callable[[bytes], object]
 Sink = _Sink
 
 
-def write_new_file(dest: Path, produce: Callable[[_Sink], None], *, overwrite: bool = False) -> None:
+def write_new_file(dest: Path, produce: Callable[[_Sink], None], *, overwrite: bool = False,
+                   durable: bool = True) -> None:
     """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``.
 
     On any failure the partial file is removed and ``dest`` never appears; an existing ``dest``
-    raises Conflict unless ``overwrite``.
+    raises Conflict unless ``overwrite``. ``durable=False`` leaves forcing it to the disk to the
+    caller (:func:`make_durable`), who may start using it meanwhile.
     """
-    _write_via_partial(Path(dest), overwrite, produce)
+    _write_via_partial(Path(dest), overwrite, produce, durable)
+
+
+def make_durable(path: Path) -> None:
+    """Force a file written with ``durable=False`` to the disk, with its directory entry."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path.parent)
+
+
+def discard_leftovers(dest: Path) -> None:
+    """Remove ``dest`` and its partial file: what a writer killed before it was recorded left there."""
+    for path in (dest, _partial(dest)):
+        path.unlink(missing_ok=True)
+
+
+def decrypt_stream(src: Readable, document_key: bytes, out: Writer) -> None:
+    """Decrypt the age stream ``src`` with a document key, handing the plaintext to ``out`` (views of a
+    reused buffer: copy what is kept). The age command does it where it is installed.
+
+    NotForUs when the key does not open its header; IntegrityError when it is damaged or truncated.
+    Plaintext handed to ``out`` before a failure must be discarded.
+    """
+    identity = _identity(document_key)
+    tool = age_command()
+    if tool is None:
+        age_decrypt(src, [document_key], out)
+        return
+    code, said, _fed = run_age([tool, "--decrypt", "-i", "{secret}"], src, out,
+                               secret=str(identity).encode("ascii") + b"\n")
+    if code != 0:
+        if "no identity matched" in said.lower():
+            raise NotForUs("This age ciphertext is not sealed to any key given to open it.")
+        raise IntegrityError("This age ciphertext could not be opened: it is damaged or was tampered with.")
 
 
 def _recipients(recipients: Sequence[str]) -> list[pyrage.x25519.Recipient]:

@@ -284,6 +284,20 @@ inbound = Table(
     Column("certificate", Text),
 )
 
+# Data keys a recipient made for one arriving document before the sender sealed it (the key is in ``keys``).
+sealing_keys = Table(
+    "sealing_keys",
+    metadata,
+    Column("org_id", String(63), ForeignKey("organisations.id"), primary_key=True),
+    Column("transfer_id", String(40), primary_key=True),
+    Column("sender", String(63), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("holding_id", String(40), nullable=False),
+    Column("age_recipient", String(200), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 # Checkpoints of other organisations' audit logs that this organisation has seen and keeps (witnessing).
 witnessed_checkpoints = Table(
     "witnessed_checkpoints",

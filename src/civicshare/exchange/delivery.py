@@ -13,6 +13,8 @@ backoff and jitter; a refusal the protocol calls permanent fails the transfer wi
 from __future__ import annotations
 
 import gc
+import hashlib
+import hmac
 import os
 import threading
 import time
@@ -43,9 +45,20 @@ PERMANENT = frozenset({"unknown_sender", "partner_revoked", "not_for_us", "manif
                        "agreement_refused"})
 
 
-def _payload_damaged(transfer_id: str) -> Refused:
-    return Refused(f"The sealed payload of {transfer_id} in the outbox is shorter than its manifest says; share "
-                   "the holding again.", permanent=True, code="payload_damaged")
+def _payload_damaged(transfer_id: str, part: int | None = None) -> Refused:
+    what = ("is shorter than its manifest says" if part is None else
+            f"is damaged: part {part} no longer matches its hash in the manifest (it may not have reached the disk "
+            "before the machine stopped)")
+    return Refused(f"The sealed payload of {transfer_id} in the outbox {what}; share the holding again.",
+                   permanent=True, code="payload_damaged")
+
+
+def _part_intact(fd: int, start: int, length: int, sha256: str) -> bool:
+    """Whether ``length`` bytes of ``fd`` from ``start`` hash to ``sha256``."""
+    digest = hashlib.sha256()
+    for piece in _pieces("", fd, start, length):
+        digest.update(piece)
+    return hmac.compare_digest(digest.hexdigest(), sha256)
 
 
 def _pieces(transfer_id: str, fd: int, start: int, length: int) -> Iterator[bytes]:
@@ -193,11 +206,18 @@ class DeliveryWorker:
         length, start = manifest.part_length(n), n * manifest.part_size
         if os.fstat(fd).st_size < start + length:
             raise _payload_damaged(transfer.id)
-        # The part's hash from sealing signs its Content-Digest, so the part is not hashed again here.
-        _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}",
-                               content=_pieces(transfer.id, fd, start, length), content_length=length,
-                               content_type="application/octet-stream",
-                               content_sha256=bytes.fromhex(manifest.part_hashes[n])), to, f"part {n}")
+        # The part's hash from sealing signs its Content-Digest, so the part is not hashed again here...
+        try:
+            _answer(client.request(transfer.org_id, to, "PUT", f"/transfers/{transfer.id}/parts/{n}",
+                                   content=_pieces(transfer.id, fd, start, length), content_length=length,
+                                   content_type="application/octet-stream",
+                                   content_sha256=bytes.fromhex(manifest.part_hashes[n])), to, f"part {n}")
+        except Refused as exc:
+            # ... unless the recipient says the bytes do not match it: damage on the path is retried, but
+            # damage to our own copy would be sent again on every try, so it fails the transfer.
+            if exc.code == "digest_mismatch" and not _part_intact(fd, start, length, manifest.part_hashes[n]):
+                raise _payload_damaged(transfer.id, n) from None
+            raise
         # httpx's request and response objects form reference cycles that keep them (and the last piece
         # read) alive until the cyclic collector runs; collecting the young generations now is cheap.
         gc.collect(1)

@@ -48,6 +48,7 @@ from civicshare.exchange.fields import transfer_id
 from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
 from civicshare.exchange.quality_summary import keep_received
 from civicshare.exchange.receipt import Receipt, sign_receipt
+from civicshare.exchange.sealing_keys import SealingKeys, sealed_to_reserved
 from civicshare.exchange.staging import Staging
 from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
 from civicshare.holdings.store import Holding
@@ -76,6 +77,7 @@ class Inbox:
         self.node = node
         self.staging = Staging(node.layout, node.rng)
         self.early = EarlyOpenings(self)
+        self.sealing = SealingKeys(node)
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -152,9 +154,10 @@ class Inbox:
         if manifest.recipient != org_id:
             raise NotForUs(f"Transfer {transfer} is addressed to {manifest.recipient}, not {org_id}.")
         _key_id, ours = self.node.keys.age_recipient(org_id)
-        if not hmac.compare_digest(manifest.age_recipient, ours):
-            raise NotForUs(f"Transfer {transfer} is sealed to {manifest.age_recipient}, which is not the receiving "
-                           f"key of {org_id}.")
+        if not hmac.compare_digest(manifest.age_recipient, ours) and sealed_to_reserved(
+                self.node, org_id, manifest) is None:
+            raise NotForUs(f"Transfer {transfer} is sealed to {manifest.age_recipient}, which is neither the "
+                           f"receiving key of {org_id} nor a sealing key it made for this document.")
         text = canonical_json(document).decode("utf-8")
         begun = self._row(org_id, transfer)
         if begun is None or begun.state == RECEIVING:
@@ -354,6 +357,7 @@ class Inbox:
                 t.inbound.c.state == RECEIVING).values(state=REFUSED, refused_reason=exc.message,
                                                          completed_at=self.node.clock()))
         self.staging.drop(row.org_id, row.transfer_id)
+        self.sealing.discard(row.org_id, row.transfer_id)
 
     # The offline route -------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from civicshare.agreements.enforce import (
 )
 from civicshare.canonical import canonical_json
 from civicshare.clock import new_id
+from civicshare.crypto.datakeys import make_durable
 from civicshare.db import tables as t
 from civicshare.doorbell import ring
 from civicshare.errors import (
@@ -44,7 +45,7 @@ from civicshare.errors import (
     NotFound,
     UsageError,
 )
-from civicshare.exchange.manifest import PART_SIZE, AgreementRef, Manifest, sign_manifest
+from civicshare.exchange.manifest import DOCUMENT, PART_SIZE, AgreementRef, Manifest, sign_manifest
 from civicshare.exchange.quality_summary import score_text, share_summary, to_manifest
 from civicshare.exchange.receipt import Receipt, check_receipt, parse_receipt, peek_receipt
 from civicshare.exchange.transfers import (
@@ -60,6 +61,7 @@ from civicshare.exchange.transfers import (
 
 if TYPE_CHECKING:
     from civicshare.agreements.register import AgreementRecord
+    from civicshare.exchange.client import PartnerClient
     from civicshare.node import Node
 
 # While a worker sends a transfer it holds it this long; it renews the hold after every part.
@@ -75,8 +77,12 @@ class Outbox:
     # Sharing -----------------------------------------------------------------------------------
 
     def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
-              out: Path | None = None, part_size: int = PART_SIZE) -> Transfer:
+              out: Path | None = None, part_size: int = PART_SIZE, partners: PartnerClient | None = None) -> Transfer:
         """Seal ``holding_id`` to partner ``to`` under ``agreement`` and record the transfer; nothing is sent here.
+
+        With ``partners`` (a client for signed requests), a document going over the network is sealed to
+        a sealing key the partner makes for it (civicshare.exchange.sealing_keys), so the partner keeps
+        the ciphertext as it arrives; if the partner cannot be asked, to the receiving key on its card.
 
         ``agreement`` is the id of an active agreement in this organisation's register (its newest
         version signed by every party) that allows this share; AgreementRefused, audited, otherwise.
@@ -108,17 +114,19 @@ class Outbox:
             folder = node.layout.outbox_dir(actor.org_id)
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             dest = folder / f"{transfer_id}.age"
+            sealed_to = partner.age_recipient
+            if route == NETWORK and partners is not None and columns is None:
+                sealed_to = self._sealing_key(actor, partners, to, transfer_id, event) or sealed_to
             wrote_package = False
             try:
-                sealed = seal_holding(node, actor, holding_id, partner.age_recipient, dest, part_size=part_size,
-                                      columns=columns)
+                sealed = seal_holding(node, actor, holding_id, sealed_to, dest, part_size=part_size, columns=columns)
                 now = node.clock()
                 # The summary describes the shared columns only.
                 info = replace(sealed.holding, quality=None if quality is None else
                                to_manifest(quality, sealed.holding.column_names))
                 # Manifests state times to the second.
                 manifest = Manifest(transfer_id, actor.org_id, to, now.replace(microsecond=0), ref,
-                                    info, sealed.plaintext, sealed.ciphertext, partner.age_recipient,
+                                    info, sealed.plaintext, sealed.ciphertext, sealed_to,
                                     sealed.part_size, tuple(sealed.part_hashes))
                 key_id, _public = node.keys.signing_key(actor.org_id)
                 store = node.keystore(actor.org_id)
@@ -145,11 +153,46 @@ class Outbox:
                 dest.unlink(missing_ok=True)  # the package carries the ciphertext now
             else:
                 ring(node.layout.delivery_bell)  # a serving node delivers it now, not at its next look
+                self._make_durable(actor.org_id, transfer_id, dest)
             event.update(kind=sealed.holding.kind, quality_score=score_text(info.quality),
                          plaintext_size=sealed.plaintext.size,
                          ciphertext_size=sealed.ciphertext.size, parts=len(sealed.part_hashes),
                          fields=sealed.holding.column_names if columns is not None else None)
             return self._get(actor.org_id, transfer_id)
+
+    def _make_durable(self, org_id: str, transfer_id: str, payload: Path) -> None:
+        """Force the sealed payload to the disk while a serving node may already be sending it.
+
+        Delivery does not wait for the disk (writing a large payload durably takes seconds). Should the
+        machine stop before this is done, the recipient refuses any part that came out damaged (it
+        checks each against the signed manifest) and the worker, finding its own copy damaged, fails
+        the transfer with the reason instead of sending it again (DeliveryWorker._put_part).
+        """
+        try:
+            make_durable(payload)
+        except OSError as exc:
+            transfer = self._get(org_id, transfer_id)
+            self.fail(transfer, f"The sealed payload could not be written to the disk ({exc.strerror}); share the "
+                                "holding again.", "share")
+            raise UsageError(f"Transfer {transfer_id} failed: its sealed payload could not be written to the disk "
+                             f"({exc.strerror}).") from None
+
+    def _sealing_key(self, actor: Actor, partners: PartnerClient, to: str, transfer_id: str,
+                     event: dict[str, Any]) -> str | None:
+        """The age recipient ``to`` made for this document, or None (why goes into the audit event)."""
+        from civicshare.exchange.answers import Refused
+        from civicshare.exchange.sealing_keys import ask
+
+        if self.node.holdings.lookup(actor, event["holding"]).kind != DOCUMENT:
+            return None
+        try:
+            recipient = ask(self.node, partners, actor.org_id, to, transfer_id)
+        except (CivicshareError, Refused) as exc:
+            event["sealed_to"] = "receiving key"
+            event["sealing_key_refused"] = f"{exc.code}: {exc.message}"[:300]
+            return None
+        event["sealed_to"] = "sealing key"
+        return recipient
 
     def agreed(self, actor: Actor, holding_id: str, to: str,
                agreement: str | None) -> tuple[AgreementRecord, list[str] | None, dict[str, Any] | None]:

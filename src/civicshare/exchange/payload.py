@@ -22,11 +22,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from civicshare.access import Actor
 from civicshare.crypto.agetool import age_command, pieces_of
-from civicshare.crypto.datakeys import Sink, age_decrypt, age_encrypt, document_recipient, write_new_file
+from civicshare.crypto.datakeys import (
+    Readable,
+    Sink,
+    age_decrypt,
+    age_encrypt,
+    decrypt_stream,
+    document_recipient,
+    write_new_file,
+)
 from civicshare.crypto.reseal import reseal, reseal_unmeasured
 from civicshare.errors import IntegrityError, InvalidInput, NotForUs, Problem, UsageError
 from civicshare.exchange.fields import Digest, age_recipient_text
@@ -40,6 +48,7 @@ from civicshare.exchange.manifest import (
     HoldingInfo,
     Manifest,
 )
+from civicshare.exchange.sealing_keys import Reservation, SealingKeys, sealed_to_reserved
 from civicshare.exchange.staging import StagedPartDamaged
 from civicshare.exchange.tally import CHUNK, FileFollower, StreamHash
 from civicshare.holdings.store import Holding
@@ -49,10 +58,14 @@ from civicshare.memfile import memory_file
 if TYPE_CHECKING:  # the node imports the exchange, not the other way round
     from civicshare.node import Node
 
+class _Tap(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
 class _TapReader:
     """Hands every byte read from ``src`` to ``tap`` as well."""
 
-    def __init__(self, src: BinaryIO, tap: StreamHash | _ByteCount) -> None:
+    def __init__(self, src: Readable, tap: _Tap) -> None:
         self._src = src
         self._tap = tap
 
@@ -151,7 +164,8 @@ def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, 
                 follower.finish()
                 plain.record(holding.size, holding.sha256)
 
-        write_new_file(dest, reseal_document)
+        # The caller records the transfer first and forces the payload to the disk while it is sent.
+        write_new_file(dest, reseal_document, durable=False)
         info = HoldingInfo(holding.id, DOCUMENT, holding.name, holding.media_type, None, None,
                            holding.classification)
     else:
@@ -163,7 +177,7 @@ def seal_holding(node: Node, actor: Actor, holding_id: str, age_recipient: str, 
                 def seal_table(sink: Sink) -> None:
                     age_encrypt(source, [age_recipient], _tee(sink.write, cipher.update))
 
-                write_new_file(dest, seal_table)
+                write_new_file(dest, seal_table, durable=False)
         info = HoldingInfo(holding.id, DATASET, holding.name, PARQUET_MEDIA_TYPE, rows,
                            [{"name": c, "type": "string"} for c in chosen], holding.classification)
     return SealedPayload(dest, plain.digest(), cipher.digest(), part_size, cipher.part_hashes, info)
@@ -256,12 +270,18 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
     key_id, ours = node.keys.age_recipient(org_id)
     if manifest.recipient != org_id:
         raise NotForUs(f"Transfer {manifest.transfer} is addressed to {manifest.recipient}, not {org_id}.")
-    if manifest.age_recipient != ours:
-        raise NotForUs(f"Transfer {manifest.transfer} is sealed to {manifest.age_recipient}, which is not the "
-                       f"receiving key of {org_id}.")
-    identity = node.keystore(org_id).age_identity(key_id)
-    opening = _Opening(manifest, source, parts_verified=parts_verified)
     info = manifest.holding
+    reserved = None
+    if not hmac.compare_digest(manifest.age_recipient, ours):
+        reserved = sealed_to_reserved(node, org_id, manifest)
+        if reserved is None:
+            raise NotForUs(f"Transfer {manifest.transfer} is sealed to {manifest.age_recipient}, which is not the "
+                           f"receiving key of {org_id}.")
+    opening = _Opening(manifest, source, parts_verified=parts_verified)
+    actor = Actor.operator(org_id, actor_name)
+    if reserved is not None:
+        return _store_as_sealed(node, actor, opening, reserved)
+    identity = node.keystore(org_id).age_identity(key_id)
 
     def store_document(blob: Path, key: bytes) -> tuple[int, int | None, list[str] | None]:
         def produce(sink: Sink) -> None:
@@ -296,9 +316,50 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
                                                 field="holding")])
         return table.source_size, table.rows, table.columns
 
-    actor = Actor.operator(org_id, actor_name)
     return node.holdings.import_received(
         actor, info.kind, info.name, info.media_type,
         store_dataset if info.kind == DATASET else store_document,
         received_from=manifest.sender, transfer=manifest.transfer, classification=info.classification,
         sha256=manifest.plaintext.sha256 if info.kind == DOCUMENT else None)
+
+
+class _Keep:
+    """Writes every piece of the ciphertext read to the new holding's blob, as it goes by."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self.size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._sink.write(data)  # type: ignore[arg-type]  # a view is written as it is
+        self.size += len(data)
+
+
+def _store_as_sealed(node: Node, actor: Actor, opening: _Opening, reserved: Reservation) -> Holding:
+    """Keep the ciphertext as the new holding's blob: it is sealed to the data key reserved for it.
+
+    It is decrypted once, as it is written, only to measure the plaintext and check it against the
+    manifest; the blob appears only if every check passed.
+    """
+    manifest, info = opening.manifest, opening.manifest.holding
+    key = SealingKeys(node).unwrap(reserved)
+
+    def store(blob: Path, dek: bytes) -> tuple[int, int | None, list[str] | None]:
+        def produce(sink: Sink) -> None:
+            keep = _Keep(sink)
+            try:
+                decrypt_stream(_TapReader(opening.reader, keep), dek, opening.plain.update)
+            except (NotForUs, IntegrityError) as exc:
+                raise opening.failed(exc) from None
+            opening.check()
+            if keep.size != manifest.ciphertext.size:  # whatever followed the age stream was not kept
+                raise _integrity(manifest, [Problem(f"is {opening.cipher.size} bytes but only {keep.size} were "
+                                                    "part of the age stream", field="ciphertext.size")])
+
+        write_new_file(blob, produce)
+        return opening.plain.size, None, None
+
+    return node.holdings.import_received(
+        actor, info.kind, info.name, info.media_type, store, received_from=manifest.sender,
+        transfer=manifest.transfer, classification=info.classification, sha256=manifest.plaintext.sha256,
+        reserved=(reserved.holding_id, reserved.key_id, key))

@@ -24,6 +24,7 @@ from civicshare.exchange.manifest import Manifest, manifest_sha256, peek_manifes
 from civicshare.exchange.quality_summary import readable
 
 if TYPE_CHECKING:
+    from civicshare.exchange.client import PartnerClient
     from civicshare.exchange.delivery import DeliveryWorker
     from civicshare.node import Node
 
@@ -269,9 +270,10 @@ class Exchange:
         self.inbox = Inbox(node)
 
     def share(self, actor: Actor, holding_id: str, to: str, *, agreement: str | None = None,
-              out: Path | None = None) -> Transfer:
-        """Seal a holding to partner ``to`` and put it in the outbox (or, with ``out``, in a package)."""
-        return self.outbox.share(actor, holding_id, to, agreement=agreement, out=out)
+              out: Path | None = None, partners: PartnerClient | None = None) -> Transfer:
+        """Seal a holding to partner ``to`` and put it in the outbox (or, with ``out``, in a package);
+        ``partners``: ask the partner for a sealing key first (see ``Outbox.share``)."""
+        return self.outbox.share(actor, holding_id, to, agreement=agreement, out=out, partners=partners)
 
     def transfers(self, actor: Actor) -> list[Transfer]:
         return self.outbox.entries(actor)

@@ -17,6 +17,7 @@ from civicshare.clock import Clock, Rng, new_id
 from civicshare.config import Layout
 from civicshare.crypto import (
     Keystore,
+    discard_leftovers,
     new_document_key,
     new_table_key,
     open_sealed,
@@ -186,16 +187,19 @@ class HoldingStore:
         return folder / f"{holding_id}{suffix}"
 
     def _commit(self, actor: Actor, holding_id: str, key_id: str, dek: bytes, blob: Path, kind: str,
-                fields: dict[str, Any], also: Sequence[tuple[str, str, bytes, Path, dict[str, Any]]] = ()) -> Holding:
+                fields: dict[str, Any], also: Sequence[tuple[str, str, bytes, Path, dict[str, Any]]] = (),
+                *, key_registered: bool = False) -> Holding:
         """Record the holding and its wrapped key (and ``also`` further holdings of the same kind, such
-        as quarantined rows) in one transaction; on failure, drop the blobs."""
+        as quarantined rows) in one transaction; on failure, drop the blobs. ``key_registered``: the
+        first holding's key is in the register already (a sealing key reserved for it)."""
         records = [(holding_id, key_id, dek, blob, fields), *also]
         now = self.clock()
         try:
             with self.engine.begin() as conn:
                 for record_id, record_key_id, record_dek, record_blob, record_fields in records:
-                    self.register.add_data_key(conn, actor.org_id, record_id, kind,
-                                               self.keystore(actor.org_id), record_key_id, record_dek)
+                    if not (key_registered and record_id == holding_id):
+                        self.register.add_data_key(conn, actor.org_id, record_id, kind,
+                                                   self.keystore(actor.org_id), record_key_id, record_dek)
                     conn.execute(insert(t.holdings).values(
                         id=record_id, org_id=actor.org_id, kind=kind, key_id=record_key_id,
                         blob=str(record_blob.relative_to(self.layout.home)), created_at=now,
@@ -204,7 +208,7 @@ class HoldingStore:
             for record in records:
                 record[3].unlink(missing_ok=True)
             raise
-        for record_id, record_key_id, *_ in records:
+        for record_id, record_key_id, *_ in records[1 if key_registered else 0:]:
             self.audit.append(actor.org_id, actor.name, "key.create", record_key_id,
                               details={"purpose": "data", "holding": record_id, "custody": "wrapped"})
         return self._get(actor, holding_id)
@@ -231,8 +235,9 @@ class HoldingStore:
     def import_received(self, actor: Actor, kind: str, name: str, media_type: str,
                         write: Callable[[Path, bytes], tuple[int, int | None, list[str] | None]], *,
                         received_from: str, transfer: str, classification: str = OFFICIAL,
-                        sha256: str | None = None) -> Holding:
-        """Store a holding that arrived from a partner under a fresh data key.
+                        sha256: str | None = None, reserved: tuple[str, str, bytes] | None = None) -> Holding:
+        """Store a holding that arrived from a partner under a fresh data key, or under ``reserved``
+        (holding id, key id, key: a sealing key made for this document, in the key register already).
 
         ``write(blob, key)`` must create ``blob`` (atomically, leaving nothing on failure) sealed under
         ``key`` -- encrypted Parquet for a dataset, age for a document -- and return its size, rows
@@ -247,11 +252,19 @@ class HoldingStore:
             classification = check_classification(classification)
             if kind not in (DATASET, DOCUMENT) or not MEDIA_TYPE_RE.match(media_type):
                 raise UsageError(f"A received holding is a dataset or document with a media type, not {kind!r}.")
-            holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
-            event.update(object=holding_id, media_type=media_type)
             dataset = kind == DATASET
-            dek = new_table_key(self.rng) if dataset else new_document_key()
+            if reserved is not None and dataset:
+                raise UsageError("A sealing key is reserved for a document, not a dataset.")
+            if reserved is not None:
+                holding_id, key_id, dek = reserved
+            else:
+                holding_id, key_id = new_id("h", self.rng), new_id("k", self.rng)
+                dek = new_table_key(self.rng) if dataset else new_document_key()
+            event.update(object=holding_id, media_type=media_type)
             blob = self._new_blob(actor.org_id, holding_id, ".parquet" if dataset else ".age")
+            if reserved is not None:
+                # The reserved id is used once; a file there was left by an attempt killed before it was recorded.
+                discard_leftovers(blob)
             try:
                 size, rows, columns = write(blob, dek)
                 event.update(size=size, rows=rows, columns=len(columns) if columns else None, key=key_id,
@@ -259,7 +272,8 @@ class HoldingStore:
             except BaseException:
                 blob.unlink(missing_ok=True)
                 raise
-            return self._commit(actor, holding_id, key_id, dek, blob, kind, dict(
+            return self._commit(actor, holding_id, key_id, dek, blob, kind, key_registered=reserved is not None,
+                                fields=dict(
                 name=name, media_type=media_type, size=size, rows=rows,
                 columns=json.dumps(columns) if columns is not None else None,
                 format="parquet" if dataset else None, encoding=None, classification=classification,

@@ -102,7 +102,8 @@ def share_send(request: Request, session: SessionDep, node: NodeDep, form: CsrfF
     if errors:
         return _form_page(request, node, session, values, status=400, errors=errors)
     try:
-        transfer = node.share(session.actor, values["holding"], values["to"], agreement=values["agreement"])
+        transfer = node.share(session.actor, values["holding"], values["to"], agreement=values["agreement"],
+                               ask_partner=True)
     except CivicshareError as exc:
         # Refused now (the agreement ended since the preview, say): show the preview again with the reason.
         preview = _preview(node, session, values, errors)
