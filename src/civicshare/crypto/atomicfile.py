@@ -20,13 +20,22 @@ from civicshare.errors import Conflict
 PRIVATE_FILE_MODE = 0o600
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    _fsync(directory, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """Force a file's contents to the disk, whoever wrote them (an fsync covers every writer's data)."""
+    _fsync(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from typing import BinaryIO, Protocol
 import pyrage
 
 from civicshare.crypto.agetool import age_command, run_age
-from civicshare.crypto.atomicfile import fsync_dir, open_private, synced_as_written
+from civicshare.crypto.atomicfile import fsync_dir, fsync_file, open_private, synced_as_written
 from civicshare.crypto.randomness import Rng, random_bytes
 from civicshare.errors import Conflict, IntegrityError, NotForUs, NotFound, UsageError
 
@@ -267,11 +267,7 @@ def write_new_file(dest: Path, produce: Callable[[_Sink], None], *, overwrite: b
 
 def make_durable(path: Path) -> None:
     """Force a file written with ``durable=False`` to the disk, with its directory entry."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(path)
     fsync_dir(path.parent)
 
 
