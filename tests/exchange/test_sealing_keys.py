@@ -127,6 +127,19 @@ def test_a_key_discarded_with_its_refused_transfer_is_destroyed(xnode: Node) -> 
     assert _key_state(xnode, reserved.key_id) == ("destroyed", False)
 
 
+def test_a_key_whose_transfer_came_sealed_to_the_card_key_is_destroyed(
+        xnode: Node, agreement: str) -> None:
+    # The sealing key's answer was lost on the way, so the sender sealed to the card's key.
+    transfer = xnode.share(actor(NORTH), document(xnode).id, SOUTH, agreement=agreement)
+    sealing = xnode.exchange.inbox.sealing
+    sealing.issue(SOUTH, NORTH, transfer.id)
+    reserved = sealing.find(SOUTH, transfer.id)
+    assert reserved is not None
+    xnode.exchange.inbox.put_manifest(SOUTH, NORTH, transfer.id, transfer.manifest_text.encode())
+    assert sealing.find(SOUTH, transfer.id) is None
+    assert _key_state(xnode, reserved.key_id) == ("destroyed", False)
+
+
 def test_a_kek_rotation_between_the_key_and_the_arrival_loses_nothing(
         xnode: Node, transport: httpx.BaseTransport, agreement: str) -> None:
     transfer = _share(xnode, agreement, transport)

@@ -180,6 +180,10 @@ class Inbox:
                                   "used for one manifest only.")
         if row.state == REFUSED:
             raise NotForUs(row.refused_reason or f"Transfer {transfer} was refused.")
+        if hmac.compare_digest(manifest.age_recipient, ours):
+            # Sealed to the card's key after all (the sealing key's answer was lost on the way, say):
+            # a sealing key made for this transfer will never be used.
+            self.sealing.discard(org_id, transfer)
         return manifest, document, row
 
     def put_manifest(self, org_id: str, sender: str, transfer: str, data: bytes) -> dict[str, Any]:
