@@ -53,12 +53,14 @@ def _payload_damaged(transfer_id: str, part: int | None = None) -> Refused:
                    permanent=True, code="payload_damaged")
 
 
-def _part_intact(fd: int, start: int, length: int, sha256: str) -> bool:
-    """Whether ``length`` bytes of ``fd`` from ``start`` hash to ``sha256``."""
+def _require_intact(transfer: Transfer, fd: int, n: int) -> None:
+    """Part ``n`` of our sealed payload still hashes to its manifest's hash; Refused (permanent) if not."""
+    manifest = transfer.manifest
     digest = hashlib.sha256()
-    for piece in _pieces("", fd, start, length):
+    for piece in _pieces(transfer.id, fd, n * manifest.part_size, manifest.part_length(n)):
         digest.update(piece)
-    return hmac.compare_digest(digest.hexdigest(), sha256)
+    if not hmac.compare_digest(digest.hexdigest(), manifest.part_hashes[n]):
+        raise _payload_damaged(transfer.id, n)
 
 
 def _pieces(transfer_id: str, fd: int, start: int, length: int) -> Iterator[bytes]:
@@ -215,8 +217,8 @@ class DeliveryWorker:
         except Refused as exc:
             # ... unless the recipient says the bytes do not match it: damage on the path is retried, but
             # damage to our own copy would be sent again on every try, so it fails the transfer.
-            if exc.code == "digest_mismatch" and not _part_intact(fd, start, length, manifest.part_hashes[n]):
-                raise _payload_damaged(transfer.id, n) from None
+            if exc.code == "digest_mismatch":
+                _require_intact(transfer, fd, n)
             raise
         # httpx's request and response objects form reference cycles that keep them (and the last piece
         # read) alive until the cyclic collector runs; collecting the young generations now is cheap.

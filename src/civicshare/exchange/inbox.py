@@ -48,15 +48,23 @@ from civicshare.exchange.fields import transfer_id
 from civicshare.exchange.manifest import Manifest, manifest_sha256, parse_manifest, peek_manifest
 from civicshare.exchange.quality_summary import keep_received
 from civicshare.exchange.receipt import Receipt, sign_receipt
-from civicshare.exchange.sealing_keys import SealingKeys, sealed_to_reserved
+from civicshare.exchange.sealing_keys import SealingKeys
 from civicshare.exchange.staging import Staging
-from civicshare.exchange.transfers import DELIVERED, NETWORK, OFFLINE, RECEIVING, REFUSED, VERSION, InboundTransfer
+from civicshare.exchange.transfers import (
+    DELIVERED,
+    NETWORK,
+    OFFLINE,
+    RECEIVER,
+    RECEIVING,
+    REFUSED,
+    VERSION,
+    InboundTransfer,
+)
 from civicshare.holdings.store import Holding
 
 if TYPE_CHECKING:
     from civicshare.node import Node
 
-RECEIVER = "receiver"
 
 
 def check_transfer_id(value: str) -> str:
@@ -154,8 +162,8 @@ class Inbox:
         if manifest.recipient != org_id:
             raise NotForUs(f"Transfer {transfer} is addressed to {manifest.recipient}, not {org_id}.")
         _key_id, ours = self.node.keys.age_recipient(org_id)
-        if not hmac.compare_digest(manifest.age_recipient, ours) and sealed_to_reserved(
-                self.node, org_id, manifest) is None:
+        if not hmac.compare_digest(manifest.age_recipient, ours) and self.sealing.sealed_to(
+                org_id, manifest) is None:
             raise NotForUs(f"Transfer {transfer} is sealed to {manifest.age_recipient}, which is neither the "
                            f"receiving key of {org_id} nor a sealing key it made for this document.")
         text = canonical_json(document).decode("utf-8")

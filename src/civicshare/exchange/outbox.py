@@ -115,8 +115,8 @@ class Outbox:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             dest = folder / f"{transfer_id}.age"
             sealed_to = partner.age_recipient
-            if route == NETWORK and partners is not None and columns is None:
-                sealed_to = self._sealing_key(actor, partners, to, transfer_id, event) or sealed_to
+            if route == NETWORK and partners is not None:
+                sealed_to = self._sealing_key(actor, partners, holding_id, to, transfer_id, event) or sealed_to
             wrote_package = False
             try:
                 sealed = seal_holding(node, actor, holding_id, sealed_to, dest, part_size=part_size, columns=columns)
@@ -177,13 +177,14 @@ class Outbox:
             raise UsageError(f"Transfer {transfer_id} failed: its sealed payload could not be written to the disk "
                              f"({exc.strerror}).") from None
 
-    def _sealing_key(self, actor: Actor, partners: PartnerClient, to: str, transfer_id: str,
+    def _sealing_key(self, actor: Actor, partners: PartnerClient, holding_id: str, to: str, transfer_id: str,
                      event: dict[str, Any]) -> str | None:
-        """The age recipient ``to`` made for this document, or None (why goes into the audit event)."""
+        """The age recipient ``to`` made for this document, or None: a dataset, or the partner could not
+        be asked (why goes into the audit event)."""
         from civicshare.exchange.answers import Refused
         from civicshare.exchange.sealing_keys import ask
 
-        if self.node.holdings.lookup(actor, event["holding"]).kind != DOCUMENT:
+        if self.node.holdings.lookup(actor, holding_id).kind != DOCUMENT:
             return None
         try:
             recipient = ask(self.node, partners, actor.org_id, to, transfer_id)

@@ -8,9 +8,10 @@ Plaintext never touches the disk on either side:
 
 At the recipient the ciphertext is checked against the signed manifest as it is read (an offline
 package's hashed whole and part by part; a network transfer's part by part, as each arrived and
-again if read back from the staging area); the plaintext is hashed too. A document is re-sealed
-straight into a new holding under a fresh document key; a dataset is decrypted into an in-memory
-file and imported as a new encrypted-Parquet holding.
+again if read back from the staging area); the plaintext is hashed too. A document sealed to the
+sealing key the recipient made for it (civicshare.exchange.sealing_keys) is kept as the new holding's
+blob as it arrives; any other document is re-sealed straight into a new holding under a fresh document
+key; a dataset is decrypted into an in-memory file and imported as a new encrypted-Parquet holding.
 The new holding appears only once every check passed; on any failure nothing is left behind.
 """
 
@@ -48,7 +49,7 @@ from civicshare.exchange.manifest import (
     HoldingInfo,
     Manifest,
 )
-from civicshare.exchange.sealing_keys import Reservation, SealingKeys, sealed_to_reserved
+from civicshare.exchange.sealing_keys import Reservation, SealingKeys
 from civicshare.exchange.staging import StagedPartDamaged
 from civicshare.exchange.tally import CHUNK, FileFollower, StreamHash
 from civicshare.holdings.store import Holding
@@ -262,7 +263,9 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
     new holding (created by the organisation's operator ``actor_name``; audited as holding.import).
 
     ``parts_verified``: every part of ``source`` was already checked against the manifest's hash for
-    it (as the network route does on arrival), so only the whole ciphertext is hashed again.
+    it (as the network route does on arrival), so the ciphertext is only counted (see ``_Opening``).
+    A document sealed to the sealing key this organisation made for the transfer is kept as it came
+    (``_store_as_sealed``).
 
     NotForUs when it is sealed or addressed to someone else; IntegrityError when any size or hash
     differs from the manifest, or it does not decrypt. On failure nothing is left behind.
@@ -273,7 +276,7 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
     info = manifest.holding
     reserved = None
     if not hmac.compare_digest(manifest.age_recipient, ours):
-        reserved = sealed_to_reserved(node, org_id, manifest)
+        reserved = SealingKeys(node).sealed_to(org_id, manifest)
         if reserved is None:
             raise NotForUs(f"Transfer {manifest.transfer} is sealed to {manifest.age_recipient}, which is not the "
                            f"receiving key of {org_id}.")

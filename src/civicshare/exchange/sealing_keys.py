@@ -39,11 +39,12 @@ from civicshare.exchange.fields import (
     read_document,
     transfer_id,
 )
+from civicshare.exchange.manifest import DOCUMENT, Manifest
 from civicshare.exchange.signed import Signer, document_body, sign_document, verify_document
+from civicshare.exchange.transfers import RECEIVER, VERSION
 
 if TYPE_CHECKING:
     from civicshare.exchange.client import PartnerClient
-    from civicshare.exchange.manifest import Manifest
     from civicshare.node import Node
 
 SEALING_KEY = "sealing-key"
@@ -54,8 +55,6 @@ MAX_OPEN = 200
 # A sealing key nobody sealed a manifest to within this time is destroyed (the share was given up).
 UNUSED_FOR = timedelta(days=30)
 _FIELDS = ("transfer", "sender", "recipient", "age_recipient", "created")
-RECEIVER = "receiver"  # the inbox's operator name in the audit log
-DOCUMENT = "document"
 
 
 @dataclass(frozen=True)
@@ -132,14 +131,6 @@ def ask(node: Node, client: PartnerClient, sender: str, to: str, transfer: str) 
 
 # The recipient -------------------------------------------------------------------------------------
 
-def sealed_to_reserved(node: Node, org_id: str, manifest: Manifest) -> Reservation | None:
-    """The sealing key ``org_id`` made for this document transfer, if it is sealed to it; None otherwise."""
-    reserved = SealingKeys(node).find(org_id, manifest.transfer)
-    if (reserved is None or reserved.sender != manifest.sender or manifest.holding.kind != DOCUMENT
-            or not hmac.compare_digest(reserved.age_recipient, manifest.age_recipient)):
-        return None
-    return reserved
-
 
 @dataclass(frozen=True)
 class Reservation:
@@ -164,10 +155,15 @@ class SealingKeys:
         with self.node.db.engine.connect() as conn:
             row = conn.execute(select(t.sealing_keys).where(
                 t.sealing_keys.c.org_id == org_id, t.sealing_keys.c.transfer_id == transfer)).first()
-        if row is None:
+        return None if row is None else _reservation(row)
+
+    def sealed_to(self, org_id: str, manifest: Manifest) -> Reservation | None:
+        """The sealing key ``org_id`` made for this document transfer, if it is sealed to it; None otherwise."""
+        reserved = self.find(org_id, manifest.transfer)
+        if (reserved is None or reserved.sender != manifest.sender or manifest.holding.kind != DOCUMENT
+                or not hmac.compare_digest(reserved.age_recipient, manifest.age_recipient)):
             return None
-        return Reservation(row.org_id, row.transfer_id, row.sender, row.key_id, row.holding_id, row.age_recipient,
-                           parse_json(row.document.encode("utf-8")))
+        return reserved
 
     def issue(self, org_id: str, sender: str, transfer: str) -> dict[str, Any]:
         """``POST /transfers/{id}/sealing-key``: the answer carrying the signed sealing key for ``transfer``
@@ -182,7 +178,7 @@ class SealingKeys:
                 transfer = transfer_id(transfer)
             except InvalidInput:
                 raise NotFound(f"There is no transfer {transfer[:60]!r}; transfer ids look like t_4kq3...") from None
-            return {"version": 1, "transfer": transfer, "sealing_key": self._issue(org_id, sender, transfer)}
+            return {"version": VERSION, "transfer": transfer, "sealing_key": self._issue(org_id, sender, transfer)}
         except CivicshareError as exc:
             self.node.audit.append(org_id, RECEIVER, "transfer.refused", transfer[:60], "refused", {
                 "sender": sender, "code": exc.code, "reason": exc.message, "step": "sealing-key"})
@@ -214,7 +210,7 @@ class SealingKeys:
         document = sign_sealing_key(made, signing_id, lambda data: store.sign(signing_id, data))
         try:
             with node.db.engine.begin() as conn:
-                node.keys.add_data_key(conn, org_id, holding_id, "document", store, key_id, dek)
+                node.keys.add_data_key(conn, org_id, holding_id, DOCUMENT, store, key_id, dek)
                 conn.execute(insert(t.sealing_keys).values(
                     org_id=org_id, transfer_id=transfer, sender=sender, key_id=key_id, holding_id=holding_id,
                     age_recipient=recipient, document=canonical_json(document).decode("utf-8"),
@@ -275,8 +271,12 @@ class SealingKeys:
         """Destroy this sender's sealing keys that no manifest used within UNUSED_FOR."""
         cutoff = self.node.clock() - UNUSED_FOR
         with self.node.db.engine.connect() as conn:
-            rows = conn.execute(select(t.sealing_keys.c.transfer_id).where(
+            rows = conn.execute(select(t.sealing_keys).where(
                 *self._unused(org_id, sender), t.sealing_keys.c.created_at < cutoff)).all()
-        stale = [self.find(org_id, r.transfer_id) for r in rows]
-        self._destroy([r for r in stale if r is not None])
+        self._destroy([_reservation(r) for r in rows])
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(row.org_id, row.transfer_id, row.sender, row.key_id, row.holding_id, row.age_recipient,
+                       parse_json(row.document.encode("utf-8")))
 

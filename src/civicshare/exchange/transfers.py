@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from civicshare.node import Node
 
 VERSION = 1
+RECEIVER = "receiver"  # the inbox's operator name in the audit log
 # Sender's states.
 QUEUED, SENDING, DELIVERED, FAILED, EXPORTED = "queued", "sending", "delivered", "failed", "exported"
 # Recipient's states (``delivered`` is shared).
