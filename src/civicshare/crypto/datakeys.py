@@ -28,6 +28,7 @@ import pyrage
 
 from civicshare.crypto.agetool import age_command, run_age
 from civicshare.crypto.atomicfile import fsync_dir, fsync_file, open_private, synced_as_written
+from civicshare.crypto.directwrite import DirectWriter
 from civicshare.crypto.randomness import Rng, random_bytes
 from civicshare.errors import Conflict, IntegrityError, NotForUs, NotFound, UsageError
 
@@ -115,14 +116,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _produce_direct(fd: int, partial: Path, produce: Callable[[_Sink], None]) -> None:
+    writer = DirectWriter(fd)
+    try:
+        # No descriptor for a helper process: its unaligned writes would fail under direct I/O.
+        produce(_Sink(writer.write, None, partial))
+        writer.finish()
+    finally:
+        writer.close()
+
+
 def _partial(dest: Path) -> Path:
     return dest.with_name(dest.name + ".partial")
 
 
-def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], None], durable: bool = True) -> None:
+def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], None], durable: bool = True,
+                       direct: bool = False) -> None:
     """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``; clean up on failure.
 
     Not ``durable``: the file is moved into place without waiting for the disk (see ``write_new_file``).
+    ``direct``: written around the page cache (see :mod:`civicshare.crypto.directwrite`).
     """
     if not overwrite and dest.exists():
         raise Conflict(f"{dest} already exists; it was not overwritten.")
@@ -130,7 +143,11 @@ def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], N
     fd = open_private(partial)
     try:
         try:
-            if durable:
+            if direct:
+                # Direct writes reach the disk as they are made: no writeback to push along.
+                _produce_direct(fd, partial, produce)
+                os.fsync(fd)
+            elif durable:
                 with synced_as_written(fd):
                     produce(_Sink(functools.partial(_write_all, fd), fd, partial))
                 os.fsync(fd)
@@ -255,14 +272,15 @@ Sink = _Sink
 
 
 def write_new_file(dest: Path, produce: Callable[[_Sink], None], *, overwrite: bool = False,
-                   durable: bool = True) -> None:
+                   durable: bool = True, direct: bool = False) -> None:
     """Run ``produce(writer)`` into ``dest.partial`` (0600), then move it to ``dest``.
 
     On any failure the partial file is removed and ``dest`` never appears; an existing ``dest``
     raises Conflict unless ``overwrite``. ``durable=False`` leaves forcing it to the disk to the
-    caller (:func:`make_durable`), who may start using it meanwhile.
+    caller (:func:`make_durable`), who may start using it meanwhile. ``direct`` writes it around the
+    page cache (for a large file written once; ``produce`` then gets no descriptor to hand on).
     """
-    _write_via_partial(Path(dest), overwrite, produce, durable)
+    _write_via_partial(Path(dest), overwrite, produce, durable, direct)
 
 
 def make_durable(path: Path) -> None:

@@ -359,7 +359,8 @@ def _store_as_sealed(node: Node, actor: Actor, opening: _Opening, reserved: Rese
                 raise _integrity(manifest, [Problem(f"is {opening.cipher.size} bytes but only {keep.size} were "
                                                     "part of the age stream", field="ciphertext.size")])
 
-        write_new_file(blob, produce)
+        # Written once and read only when the holding is opened: it need not fill the page cache.
+        write_new_file(blob, produce, direct=True)
         return opening.plain.size, None, None
 
     return node.holdings.import_received(
