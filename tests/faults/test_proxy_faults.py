@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faultproxy import FaultProxy, Policy
+from tests.support.faultproxy import Counts, FaultProxy, Policy
 from tests.support.nodes import NodeHome, agree, announce, exchange_cards, random_file, sha256_file, wait_for
 
 DOC_MB = int(os.environ.get("CIVICSHARE_FAULT_PROXY_MB", "24"))
@@ -69,20 +69,36 @@ def test_faults_on_the_path_never_corrupt_and_never_lose_a_transfer(link: Link, 
                                                                     ) -> None:
     north, south, proxy = link.north, link.south, link.proxy
     documents: dict[str, str] = {}  # transfer id -> sha256 of what was sent
-    for i in range(TRANSFERS):
+
+    def share(i: int) -> None:
         # A distinct document each time, so a part of one can never pass for a part of another.
         document = random_file(link.root / f"document{i}.bin", (DOC_MB << 20) + i * 4099)
         holding = north.import_document(document)["id"]
         documents[north.share(holding, RECIPIENT, agreement=link.agreement)["id"]] = sha256_file(document)
         document.unlink()
 
+    for i in range(TRANSFERS):
+        share(i)
+
     def settled() -> bool:
         # The ledger itself, read-only (fast); the verdict below goes through the CLI.
         return all(north.sent(t)[0] in ("delivered", "failed") for t in documents)
 
     losses = corrupt = 0
+    owed: list[str] = []
     try:
         wait_for(settled, timeout=DELIVERY_TIMEOUT, interval=0.2, what="every transfer to be delivered")
+        # Chance may have left a kind of fault out (how many requests there are depends on timing):
+        # the proxy owes those to the next transfer. One that cannot strike (a flip owed to a request
+        # a drop then cuts short) is owed again, to one more.
+        for extra in range(3):
+            missing = [fault for fault, count in _struck(proxy.counts).items() if not count]
+            if not missing:
+                break
+            owed += missing
+            proxy.owe(*missing)
+            share(TRANSFERS + extra)
+            wait_for(settled, timeout=DELIVERY_TIMEOUT, interval=0.2, what="every transfer to be delivered")
     finally:
         ledger = {t["id"]: t for t in north.transfers()}
         inbox = south.inbox()
@@ -101,7 +117,8 @@ def test_faults_on_the_path_never_corrupt_and_never_lose_a_transfer(link: Link, 
                 f"drops={counts.drops} truncations={counts.truncations} delays={counts.delays} "
                 f"connections={counts.connections} requests={counts.requests} "
                 f"attempts={sum(ledger[t]['attempts'] for t in documents)} losses={losses} "
-                f"corrupt copies accepted={corrupt} (seed {SEED})")
+                f"corrupt copies accepted={corrupt} (seed {SEED}"
+                + (f"; owed for a last transfer: {', '.join(owed)}" if owed else "") + ")")
         (link.root / "summary.txt").write_text(line + "\n")
         announce(request.config, line)
 
@@ -113,5 +130,10 @@ def test_faults_on_the_path_never_corrupt_and_never_lose_a_transfer(link: Link, 
     assert len(south.holdings()) == len(documents)
     assert len({item["holding"] for item in south.inbox()}) == len(documents)
     # The proxy really struck, with every kind of fault.
-    assert counts.request_flips and counts.response_flips and counts.drops and counts.truncations
-    assert counts.delays
+    assert all(_struck(counts).values()), _struck(counts)
+
+
+def _struck(counts: Counts) -> dict[str, int]:
+    """How often the proxy struck with each kind of fault."""
+    return {"drop": counts.drops, "delay": counts.delays, "truncate": counts.truncations,
+            "flip_request": counts.request_flips, "flip_response": counts.response_flips}

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 
 CONNECTION_FAULTS = ("drop", "delay")
 REQUEST_FAULTS = ("truncate", "flip_request", "flip_response")
+OWED_DROP_WITHIN = 64  # bytes: less than any HTTP request
 _CHUNK = 256 * 1024
 _MAX_HEADERS = 64 * 1024
 
@@ -180,13 +181,17 @@ class _Connection:
     def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket,
                  rng: random.Random) -> None:
         self.proxy, self.client, self.upstream = proxy, client, upstream
-        self.fault = proxy.policy.connection_fault(rng)
+        drawn = proxy.policy.connection_fault(rng)
+        owed = proxy.take_owed(CONNECTION_FAULTS)
+        self.fault = owed or drawn
         # Each direction has its own generator: the two threads must not share one.
         self.rng_up, self.rng_down = random.Random(rng.getrandbits(64)), random.Random(rng.getrandbits(64))
         self.lock = threading.Lock()
         self.closed = False
         self.passed_bytes = 0
         self.drop_at = rng.randint(*proxy.policy.drop_after) if self.fault == "drop" else None
+        if owed == "drop":
+            self.drop_at = rng.randint(1, OWED_DROP_WITHIN)  # owed: it must strike even a short exchange
         self.delay = rng.uniform(*proxy.policy.delay_seconds) if self.fault == "delay" else 0.0
         self.flip_responses: set[int] = set()  # responses (by number) to damage, as the requests drew
 
@@ -230,6 +235,8 @@ class _Connection:
         if up:
             self._count("requests")
             fault = self.proxy.policy.request_fault(rng)
+            # An owed fault waits for a request with a body to strike.
+            fault = (self.proxy.take_owed(REQUEST_FAULTS) if segment.body_length else None) or fault
             if fault == "flip_response":
                 with self.lock:
                     self.flip_responses.add(segment.message)
@@ -334,7 +341,27 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._connections: list[_Connection] = []
+        self._owed: list[str] = []
         self.port = 0
+
+    def owe(self, *faults: str) -> None:
+        """Strike each of ``faults`` once, on top of the drawn ones: a connection fault at the next new
+        connection, a request fault at the next request with a body (a test that must see every kind
+        of fault asks for those chance did not bring)."""
+        unknown = set(faults) - set(CONNECTION_FAULTS) - set(REQUEST_FAULTS)
+        if unknown:
+            raise ValueError(f"no such fault: {', '.join(sorted(unknown))}")
+        with self.lock:
+            self._owed.extend(faults)
+
+    def take_owed(self, group: tuple[str, ...]) -> str | None:
+        """The first owed fault of ``group``, now no longer owed; None if none is."""
+        with self.lock:
+            for fault in self._owed:
+                if fault in group:
+                    self._owed.remove(fault)
+                    return fault
+        return None
 
     @property
     def url(self) -> str:

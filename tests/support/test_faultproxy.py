@@ -254,6 +254,30 @@ def test_the_same_seed_draws_the_same_faults(echo: EchoServer, proxied) -> None:
     assert any(r is not None and r != BODY[:50_000] for r in first)
 
 
+def test_owed_faults_strike_once_where_they_can(echo: EchoServer, proxied) -> None:
+    proxy = proxied(Policy())
+    proxy.owe("flip_request", "truncate", "drop")
+    client = Client(proxy.port)  # the owed drop takes this connection: cut within its first 64 bytes
+    assert client.request(b"") is None
+    client.close()
+    client = Client(proxy.port)
+    # An empty body cannot be damaged: the owed request faults wait for the next bodies, in turn.
+    assert client.request(b"") == b""
+    client.close()
+    client = Client(proxy.port)
+    answer = client.request(BODY)
+    assert answer is not None and _differ_by_one_bit(answer, BODY)
+    assert client.request(BODY) is None
+    client.close()
+    client = Client(proxy.port)
+    assert [client.request(BODY) for _ in range(3)] == [BODY] * 3  # nothing is owed any more
+    client.close()
+    counts = proxy.counts
+    assert (counts.drops, counts.request_flips, counts.truncations) == (1, 1, 1)
+    with pytest.raises(ValueError, match="no such fault"):
+        proxy.owe("melt")
+
+
 def test_chances_must_add_up() -> None:
     with pytest.raises(ValueError):
         Policy(drop=0.6, delay=0.6)
