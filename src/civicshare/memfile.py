@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from civicshare.crypto.atomicfile import write_all
+
 
 @contextmanager
 def memory_file(name: str = "civicshare", data: bytes | None = None) -> Iterator[tuple[int, Path]]:
@@ -14,9 +16,7 @@ def memory_file(name: str = "civicshare", data: bytes | None = None) -> Iterator
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
         if data is not None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.lseek(fd, 0, os.SEEK_SET)
         yield fd, Path(f"/proc/{os.getpid()}/fd/{fd}")
     finally:

@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect
 
 from civicshare.access import Actor
 from civicshare.api.auth import ActorDep, NodeDep
+from civicshare.crypto.atomicfile import write_all
 from civicshare.errors import CivicshareError, TooLarge
 from civicshare.holdings.store import DOCUMENT, MEDIA_TYPE_RE, PARQUET_MEDIA_TYPE, Holding
 from civicshare.memfile import memory_file
@@ -90,12 +91,6 @@ async def _body(request: Request, limit: int, what: str) -> AsyncIterator[bytes]
             raise _too_large(what, limit)
         if chunk:
             yield chunk
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _attachment(filename: str) -> str:
@@ -160,7 +155,7 @@ async def import_dataset(
     _refuse_declared_length(request, limit, "dataset")
     with memory_file("civicshare-upload") as (fd, path):
         async for chunk in _body(request, limit, "dataset"):
-            _write_all(fd, chunk)  # a copy into RAM: quick enough for the event loop
+            write_all(fd, chunk)  # a copy into RAM: quick enough for the event loop
         # The in-memory file has no name: the core tells the format from the label.
         holding = await run_in_threadpool(node.import_dataset, actor, path, name, fmt=fmt,
                                           encoding=encoding, label=filename or name,
@@ -186,7 +181,7 @@ async def suggest_mapping(
     _refuse_declared_length(request, limit, "dataset")
     with memory_file("civicshare-suggest") as (fd, path):
         async for chunk in _body(request, limit, "dataset"):
-            _write_all(fd, chunk)
+            write_all(fd, chunk)
         text = await run_in_threadpool(node.suggest_mapping, actor, path, schema, fmt=fmt, encoding=encoding,
                                        label=filename or "the file")
     return {"version": 1, "schema": schema, "mapping": text}

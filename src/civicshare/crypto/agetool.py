@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
+from civicshare.crypto.atomicfile import write_all
+
 PIPE_SIZE = 1 << 20
 FEED = 1 << 16  # below glibc's mmap threshold: reused from the heap, never fragmenting it
 
@@ -48,12 +50,6 @@ def age_command() -> str | None:
                              "CIVICSHARE_AGE=builtin.")
         return chosen
     return shutil.which("age")
-
-
-def write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def widen(fd: int) -> None:

@@ -20,6 +20,13 @@ from civicshare.errors import Conflict
 PRIVATE_FILE_MODE = 0o600
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (blocking), however many writes it takes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _fsync(path: Path, flags: int) -> None:
     fd = os.open(path, flags)
     try:
@@ -78,10 +85,7 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     fd = open_private(tmp, exclusive=True)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -27,7 +27,7 @@ from typing import BinaryIO, Protocol
 import pyrage
 
 from civicshare.crypto.agetool import age_command, run_age
-from civicshare.crypto.atomicfile import fsync_dir, fsync_file, open_private, synced_as_written
+from civicshare.crypto.atomicfile import fsync_dir, fsync_file, open_private, synced_as_written, write_all
 from civicshare.crypto.directwrite import DirectWriter
 from civicshare.crypto.randomness import Rng, random_bytes
 from civicshare.errors import Conflict, IntegrityError, NotForUs, NotFound, UsageError
@@ -110,12 +110,6 @@ class _Sink:
         return len(data)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _produce_direct(fd: int, partial: Path, produce: Callable[[_Sink], None]) -> None:
     writer = DirectWriter(fd)
     try:
@@ -149,10 +143,10 @@ def _write_via_partial(dest: Path, overwrite: bool, produce: Callable[[_Sink], N
                 os.fsync(fd)
             elif durable:
                 with synced_as_written(fd):
-                    produce(_Sink(functools.partial(_write_all, fd), fd, partial))
+                    produce(_Sink(functools.partial(write_all, fd), fd, partial))
                 os.fsync(fd)
             else:
-                produce(_Sink(functools.partial(_write_all, fd), fd, partial))
+                produce(_Sink(functools.partial(write_all, fd), fd, partial))
         finally:
             os.close(fd)
         if overwrite:

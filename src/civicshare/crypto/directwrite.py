@@ -22,15 +22,11 @@ import mmap
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from civicshare.crypto.atomicfile import write_all
+
 # A whole number of pages (and of any disk's logical blocks); large writes keep the disk busy.
 BUFFER_SIZE = 8 * 1024 * 1024
 _ALIGNMENT = 4096
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _set_direct(fd: int, on: bool) -> bool:
@@ -78,7 +74,7 @@ class DirectWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         if not self._direct:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
             return
         view = memoryview(data).cast("B")
         while view:
@@ -90,14 +86,15 @@ class DirectWriter:
             if self._filled == len(buffer):
                 self._hand_over()
                 if not self._direct:  # direct I/O was refused on the way: the rest goes as usual
-                    _write_all(self._fd, view)
+                    write_all(self._fd, view)
                     return
 
     def _hand_over(self) -> None:
         """Give the full buffer to the helper and go on with the other one."""
         self._wait()  # the previous buffer first: the blocks reach the file in order
         if not self._direct:
-            self._write_cached(self._current, self._filled)
+            self._write_cached(self._current, 0, self._filled)
+            self._filled = 0
             return
         assert self._pool is not None
         self._pending = self._pool.submit(self._write_block, self._current, self._filled)
@@ -125,17 +122,16 @@ class DirectWriter:
             return True
         # A short or refused direct write: the rest of this buffer, and all that follows, go as usual.
         _set_direct(self._fd, False)
-        self._write_cached(index, length, written)
+        self._write_cached(index, written, length)
         return False
 
-    def _write_cached(self, index: int, end: int, start: int = 0) -> None:
+    def _write_cached(self, index: int, start: int, end: int) -> None:
+        """Write bytes ``start`` to ``end`` of buffer ``index`` (direct I/O must be off by now)."""
         block = memoryview(self._buffers[index])[start:end]
         try:
-            _write_all(self._fd, block)
+            write_all(self._fd, block)
         finally:
             block.release()
-        if index == self._current:
-            self._filled = 0
 
     def finish(self) -> None:
         """Write the last, partial block (through the page cache) and free the buffers."""
@@ -144,7 +140,7 @@ class DirectWriter:
         self._wait()
         _set_direct(self._fd, False)
         self._direct = False
-        self._write_cached(self._current, self._filled)
+        self._write_cached(self._current, 0, self._filled)
         self.close()
 
     def close(self) -> None:

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from civicshare.crypto.agetool import PIPE_SIZE, Feeder, age_command, fileno, widen, write_all
+from civicshare.crypto.agetool import PIPE_SIZE, Feeder, age_command, fileno, widen
+from civicshare.crypto.atomicfile import write_all
 from civicshare.crypto.datakeys import Readable, Writer, _identities, _recipients, _Sink
 from civicshare.errors import IntegrityError, NotForUs, UsageError
 

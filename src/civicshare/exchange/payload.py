@@ -18,7 +18,6 @@ The new holding appears only once every check passed; on any failure nothing is 
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from civicshare.access import Actor
 from civicshare.crypto.agetool import age_command, pieces_of
+from civicshare.crypto.atomicfile import write_all
 from civicshare.crypto.datakeys import (
     Readable,
     Sink,
@@ -303,9 +303,7 @@ def open_payload(node: Node, org_id: str, source: BinaryIO, manifest: Manifest, 
         with memory_file("civicshare-received") as (fd, path):
             def write(data: bytes) -> None:
                 opening.plain.update(data)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
 
             try:
                 age_decrypt(opening.reader, [identity], write)

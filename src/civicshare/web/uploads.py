@@ -16,7 +16,6 @@ fields (its title, classification) come before it too: the core needs them when 
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
+from civicshare.crypto.atomicfile import write_all
 from civicshare.errors import Problem, TooLarge, UsageError
 from civicshare.memfile import memory_file
 from civicshare.uploadpipe import interrupted
@@ -115,9 +115,7 @@ class _MemorySink(Sink):
         self.fd = fd
 
     async def _write(self, data: bytes) -> None:
-        view = memoryview(data)  # a copy into RAM: quick enough for the event loop
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)  # a copy into RAM: quick enough for the event loop
 
 
 class _Events:
